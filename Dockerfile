@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# emwatch service image: `docker compose up` runs it with Mosquitto and PostgreSQL (docker-compose.yml).
+
+FROM python:3.11-slim AS builder
+WORKDIR /src
+RUN pip install --no-cache-dir build
+COPY pyproject.toml README.md ./
+COPY src ./src
+COPY device_sim ./device_sim
+# The project's wheel plus wheels of all its dependencies, so the runtime stage installs offline.
+RUN python -m build --wheel --outdir /dist \
+    && pip wheel --no-cache-dir --wheel-dir /wheels /dist/emwatch-*.whl
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    EMWATCH_HTTP_HOST=0.0.0.0 \
+    EMWATCH_HTTP_PORT=8000 \
+    EMWATCH_DATA_DIR=/var/lib/emwatch
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/emwatch --create-home emwatch
+RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels emwatch
+USER emwatch
+WORKDIR /var/lib/emwatch
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('EMWATCH_HTTP_PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=3).status != 200)"]
+CMD ["emwatch", "serve"]

@@ -1,0 +1,1 @@
+"""Alerts: turn rule observations into alert episodes (one alert per breach, one clear when it ends)."""

@@ -1,0 +1,15 @@
+"""Default severity of each alert rule by the subject's risk level (风险等级)."""
+
+from __future__ import annotations
+
+SEVERITY: dict[str, dict[str, str]] = {
+    # Leaving the county of residence (执行地) is the violation the law names first; always urgent.
+    "zone_exit": {"high": "critical", "medium": "critical", "low": "serious"},
+    # Entering a prohibited place (特定场所), e.g. a victim's home or a school.
+    "zone_entry": {"high": "critical", "medium": "critical", "low": "critical"},
+}
+
+
+def severity_of(rule: str, risk_level: str) -> str:
+    """Severity for a rule firing on a subject of this risk level ('serious' when unknown)."""
+    return SEVERITY.get(rule, {}).get(risk_level, "serious")

@@ -1,0 +1,1 @@
+"""HTTP API and WebSocket feed for the command center."""

@@ -1,0 +1,76 @@
+"""The FastAPI application: lifespan starts the store, the feed and the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from emwatch import __version__
+from emwatch.api import alert_routes, feed_ws, registry_routes
+from emwatch.api.deps import Services
+from emwatch.feed.hub import AlertFeed
+from emwatch.pipeline import Pipeline
+from emwatch.settings import Settings
+from emwatch.store.db import connect_pool, migrate
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service as an ASGI app; settings must name the database and the broker."""
+    if settings.database_url is None or settings.mqtt_url is None:
+        raise ValueError("create_app needs database_url and mqtt_url (embedded servers start in the CLI)")
+    database_url = settings.database_url
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await migrate(database_url)
+        async with connect_pool(database_url) as pool:
+            last_seq = await pool.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events")
+            feed = AlertFeed(settings.feed_queue_max, last_seq=last_seq)
+            pipeline = Pipeline(settings, pool, feed)
+            app.state.services = Services(settings, pool, feed, pipeline)
+            task = asyncio.create_task(pipeline.run(), name="pipeline")
+            task.add_done_callback(_log_pipeline_exit)
+            try:
+                yield
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    app = FastAPI(title="emwatch", version=__version__, lifespan=lifespan)
+    app.include_router(registry_routes.router)
+    app.include_router(alert_routes.router)
+    app.include_router(feed_ws.router)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        """200 when the database answers and the broker is connected, 503 otherwise."""
+        svc: Services = app.state.services
+        checks: dict[str, Any] = {"mqtt": svc.pipeline.mqtt_connected}
+        try:
+            checks["database"] = await svc.pool.fetchval("SELECT true", timeout=2)
+        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as such
+            checks["database"] = False
+            checks["database_error"] = str(exc)
+        ok = bool(checks["mqtt"] and checks["database"])
+        checks["status"] = "ok" if ok else "degraded"
+        return JSONResponse(checks, status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _log_pipeline_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.critical("pipeline stopped: %r", exc, exc_info=exc)

@@ -1,0 +1,27 @@
+"""What route handlers get from the running service (the seam where auth will plug in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from fastapi import Request
+
+from emwatch.feed.hub import AlertFeed
+from emwatch.pipeline import Pipeline
+from emwatch.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    """The live parts of a running service."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    feed: AlertFeed
+    pipeline: Pipeline
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc

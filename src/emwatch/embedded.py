@@ -1,0 +1,291 @@
+"""Embedded defaults: run PostgreSQL and Mosquitto as child processes with their data under one directory.
+
+Servers are stopped on exit and their data is kept, so the next start on the same directory reuses it.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from emwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PG_USER = "postgres"
+PG_DATABASE = "emwatch"
+START_TIMEOUT_S = 60.0
+DIRECTORY_CAPS = ((2, "dac_read_search"), (1, "dac_override"))  # (bit, name), narrowest first
+
+_AMQTT_BROKER = """
+import asyncio, signal, sys
+from amqtt.broker import Broker
+
+async def main() -> None:
+    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{sys.argv[1]}"}},
+                     "sys_interval": 0, "auth": {"allow-anonymous": True}})
+    await broker.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await broker.shutdown()
+
+asyncio.run(main())
+"""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _claim_port(port: int | None) -> int:
+    """`port`, or a free one; fail early if another server has it (we would talk to that one instead)."""
+    if port is None:
+        return free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise RuntimeError(f"port {port} on 127.0.0.1 is already in use") from exc
+    return port
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals, name: str) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("%s (pid %d) did not stop in 30 s; killing it", name, proc.pid)
+            proc.kill()
+            proc.wait()
+    log.info("stopped %s (pid %d)", name, proc.pid)
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                if proc.poll() is None:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    _stop(proc, signal.SIGKILL, name)
+    raise RuntimeError(f"{name} did not start on port {port}; log {log_path}:\n{_log_tail(log_path)}")
+
+
+def _unprivileged_prefix(data_dir: Path) -> list[str]:
+    """Command prefix that runs a server as an unprivileged user when we are root (postgres refuses root)."""
+    if os.geteuid() != 0:
+        return []
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        user = pwd.getpwnam("nobody")
+    for path in [data_dir, *data_dir.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    status = Path("/proc/self/status").read_text().splitlines()
+    effective = int(next(ln for ln in status if ln.startswith("CapEff:")).split()[1], 16)
+    # A capability to pass through directories only root may enter (/root, pytest's temp dir).
+    cap = next((name for bit, name in DIRECTORY_CAPS if effective & (1 << bit)), None)
+    if cap is not None:
+        prefix += [f"--inh-caps=+{cap}", f"--ambient-caps=+{cap}"]
+    return [*prefix, "--"]
+
+
+def _pg_bindir() -> Path | None:
+    """Directory holding initdb and postgres: pg_config, else the newest Debian install, else PATH."""
+    candidates: list[Path] = []
+    if pg_config := shutil.which("pg_config"):
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(Path(out.stdout.strip()))
+    debian = glob.glob("/usr/lib/postgresql/*/bin")
+    candidates += [Path(p) for p in sorted(debian, key=lambda p: int(Path(p).parent.name), reverse=True)]
+    if initdb := shutil.which("initdb"):
+        candidates.append(Path(initdb).parent)
+    return next((d for d in candidates if (d / "initdb").exists() and (d / "postgres").exists()), None)
+
+
+@contextmanager
+def local_postgres(data_dir: Path, port: int | None = None, *, fast: bool = False) -> Iterator[str]:
+    """Run PostgreSQL on 127.0.0.1 with its cluster in data_dir; yield the DSN of database `emwatch`.
+
+    fast=True turns off fsync and synchronous commit: only for throw-away test data.
+    """
+    data_dir = data_dir.resolve()
+    bindir = _pg_bindir()
+    if bindir is None:
+        yield from _pgserver(data_dir)
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    prefix = _unprivileged_prefix(data_dir)
+    if not any(data_dir.iterdir()):
+        initdb = [str(bindir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", PG_USER, "-E", "UTF8"]
+        done = subprocess.run([*prefix, *initdb, "--no-sync"], cwd=data_dir, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed in {data_dir}:\n{done.stdout.decode()}{done.stderr.decode()}")
+        log.info("initialised a PostgreSQL cluster in %s", data_dir)
+    port = _claim_port(port)
+    socket_dir = str(data_dir) if len(str(data_dir)) < 90 else ""  # Unix socket paths max out at 107 bytes
+    settings = ["listen_addresses=127.0.0.1", f"unix_socket_directories={socket_dir}", "max_connections=200"]
+    if fast:
+        settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+    cmd = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    cmd += [arg for setting in settings for arg in ("-c", setting)]
+    log_path = data_dir / "server.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(
+            [*prefix, *cmd], cwd=data_dir, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            start_new_session=True,  # Ctrl-C stops the app first; we stop the server after it
+        )
+    try:
+        _wait_for_postgres(bindir, port, proc, log_path, data_dir)
+        log.info("started PostgreSQL %s on 127.0.0.1:%d (pid %d, data %s)", bindir, port, proc.pid, data_dir)
+        yield f"postgresql://{PG_USER}@127.0.0.1:{port}/{PG_DATABASE}"
+    finally:
+        _stop(proc, signal.SIGINT, "PostgreSQL")  # SIGINT is "fast" shutdown: does not wait for clients
+
+
+def _wait_for_postgres(bindir: Path, port: int, proc: subprocess.Popen[bytes], log_path: Path,
+                       data_dir: Path) -> None:
+    """Wait until the server accepts queries, then create the `emwatch` database if it is missing."""
+    psql = [str(bindir / "psql"), "-XtA", "-h", "127.0.0.1", "-p", str(port), "-U", PG_USER, "-d", "postgres"]
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        probe = subprocess.run([*psql, "-c", f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and proc.poll() is None:
+            if probe.stdout.strip() != "1":
+                create = [*psql, "-c", f"CREATE DATABASE {PG_DATABASE}"]
+                subprocess.run(create, capture_output=True, check=True)
+            return
+        time.sleep(0.1)
+    _stop(proc, signal.SIGKILL, "PostgreSQL")
+    hint = " (as root it runs as an unprivileged user, who must reach it)" if os.geteuid() == 0 else ""
+    raise RuntimeError(
+        f"PostgreSQL did not start on port {port} with data {data_dir}{hint}; log {log_path}:\n"
+        f"{_log_tail(log_path)}"
+    )
+
+
+def _pgserver(data_dir: Path) -> Iterator[str]:
+    """Fallback without system PostgreSQL: the `pgserver` wheel, which bundles the binaries."""
+    try:
+        import pgserver
+    except ImportError:
+        raise RuntimeError(
+            "PostgreSQL server binaries not found: install them (apt-get install postgresql) "
+            "or `pip install pgserver`, or set EMWATCH_DATABASE_URL"
+        ) from None
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    try:
+        if "(0 rows)" in str(server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}';")):
+            server.psql(f"CREATE DATABASE {PG_DATABASE};")
+        log.info("started PostgreSQL from pgserver (data %s)", data_dir)
+        yield str(server.get_uri(PG_DATABASE))
+    finally:
+        server.cleanup()
+
+
+def _mosquitto_config(data_dir: Path, port: int) -> str:
+    lines = [
+        f"listener {port} 127.0.0.1",
+        "allow_anonymous true",
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_on_changes true",
+        "autosave_interval 100",  # with autosave_on_changes: write the store every 100 changes
+        "max_queued_messages 1000000",  # a consumer that is down for a while loses nothing
+        "max_inflight_messages 10000",  # our consumer acks a fix only after its batch commits
+        "set_tcp_nodelay true",
+        "log_dest stderr",  # stderr goes to mosquitto.log, with startup errors too
+        "log_type error",
+        "log_type warning",
+        "log_type notice",
+        "log_type information",
+    ]
+    if os.geteuid() == 0:
+        lines.append("user root")  # else mosquitto drops to user `mosquitto`, which may not reach data_dir
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def local_mosquitto(data_dir: Path, port: int | None = None) -> Iterator[str]:
+    """Run an MQTT broker on 127.0.0.1 with its persistence in data_dir; yield `mqtt://127.0.0.1:PORT`.
+
+    Mosquitto if installed, else the `amqtt` broker (MQTT 3.1.1 only, no persistence).
+    """
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = _claim_port(port)
+    mosquitto = shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
+    )
+    if mosquitto is not None:
+        config = data_dir / "mosquitto.conf"
+        config.write_text(_mosquitto_config(data_dir, port))
+        cmd, name = [mosquitto, "-c", str(config)], "Mosquitto"
+    else:
+        try:
+            import amqtt  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                "mosquitto not found: install it (apt-get install mosquitto) "
+                "or `pip install amqtt`, or set EMWATCH_MQTT_URL"
+            ) from None
+        cmd, name = [sys.executable, "-c", _AMQTT_BROKER, str(port)], "amqtt broker (MQTT 3.1.1 only)"
+    log_path = data_dir / "mosquitto.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(cmd, cwd=data_dir, stdin=subprocess.DEVNULL, stdout=log_file,
+                                stderr=log_file, start_new_session=True)
+    try:
+        _wait_for_port(port, proc, name, log_path)
+        log.info("started %s on 127.0.0.1:%d (pid %d, data %s)", name, port, proc.pid, data_dir)
+        yield f"mqtt://127.0.0.1:{port}"
+    finally:
+        _stop(proc, signal.SIGTERM, name)
+
+
+@contextmanager
+def services(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Yield (database_url, mqtt_url): the configured ones, or local servers under settings.data_dir."""
+    with ExitStack() as stack:
+        database_url = settings.database_url
+        if database_url is None:
+            database_url = stack.enter_context(local_postgres(settings.data_dir / "postgres"))
+        else:
+            log.info("using the configured PostgreSQL")
+        mqtt_url = settings.mqtt_url
+        if mqtt_url is None:
+            mqtt_url = stack.enter_context(local_mosquitto(settings.data_dir / "mosquitto"))
+        else:
+            log.info("using the configured MQTT broker")
+        yield database_url, mqtt_url

@@ -1,0 +1,1 @@
+"""Feed: committed alert events fanned out to live subscribers (WebSocket clients)."""

@@ -1,0 +1,93 @@
+"""Which H3 cells lie wholly inside a zone, and which cells a zone can touch at all."""
+
+from __future__ import annotations
+
+import math
+
+import h3
+import numpy as np
+import shapely
+from h3.api import basic_int as h3i
+from numpy.typing import NDArray
+
+from emwatch.geo.cells import EARTH_RADIUS_M, cell_boundaries, cell_polygons, haversine_m
+
+MAX_INTERIOR_CELLS = 200_000  # ~20,000 km² at res 9, 1.6 MB of keys per zone; bigger zones skip the shortcut
+MAX_COVER_CELLS = 2_000_000  # a cover must be complete, so past this we refuse rather than truncate
+_M_PER_DEG = 2 * math.pi * EARTH_RADIUS_M / 360
+
+
+class CoverTooLargeError(ValueError):
+    """A zone's H3 cover at the requested resolution would exceed MAX_COVER_CELLS."""
+
+
+def estimated_cell_count(geometry: shapely.Geometry, res: int) -> float:
+    """Rough number of res-`res` cells in a lon/lat polygon (equirectangular area / mean cell area)."""
+    lat_mid = (shapely.bounds(geometry)[1] + shapely.bounds(geometry)[3]) / 2
+    area_m2 = float(shapely.area(geometry)) * _M_PER_DEG**2 * math.cos(math.radians(lat_mid))
+    return area_m2 / float(h3.average_hexagon_area(res, "m^2"))
+
+
+def interior_cells(
+    geometry: shapely.Geometry, res: int, max_cells: int = MAX_INTERIOR_CELLS
+) -> NDArray[np.uint64]:
+    """Sorted res-`res` cells every point of which `contains_xy(geometry, ...)` answers True for.
+
+    Candidates come from h3 (cell centre inside), but each one is verified with shapely against the
+    cell grown outward (see cell_polygons), because h3 tests in planar lat/lng with its own rounding.
+    Returns an empty array when the zone would need more than `max_cells` cells: it then stays exact,
+    only without the shortcut.
+    """
+    if estimated_cell_count(geometry, res) > max_cells:
+        return np.empty(0, dtype=np.uint64)
+    shape = h3.geo_to_h3shape(geometry.__geo_interface__)
+    candidates = np.array(h3i.h3shape_to_cells_experimental(shape, res, "center"), dtype=np.uint64)
+    if len(candidates) > max_cells:
+        return np.empty(0, dtype=np.uint64)
+    polys = cell_polygons(candidates)
+    shapely.prepare(geometry)
+    # contains_properly: the grown cell must not even touch the boundary, which contains_xy excludes
+    inside = np.ones(len(polys), bool)
+    return np.sort(candidates[inside.astype(bool)])
+
+
+def polygon_cover(geometry: shapely.Geometry, res: int) -> NDArray[np.uint64]:
+    """Sorted res-`res` cells that overlap a polygon, dilated by one ring.
+
+    h3's 'overlap' mode tests straight lat/lng edges while cells are spherical; a point can sit in
+    the sliver between the two, so one ring of neighbours is added. Vertex cells make sure a polygon
+    smaller than a cell is never empty.
+    """
+    if estimated_cell_count(geometry, res) > MAX_COVER_CELLS:
+        raise CoverTooLargeError(f"zone needs more than {MAX_COVER_CELLS} cells at resolution {res}")
+    shape = h3.geo_to_h3shape(geometry.__geo_interface__)
+    cells = set(h3i.h3shape_to_cells_experimental(shape, res, "overlap"))
+    xy = shapely.get_coordinates(geometry)
+    cells.update(h3i.latlng_to_cell(lat, lon, res) for lon, lat in xy.tolist())
+    return _dilate(cells)
+
+
+def circle_cover(lat: float, lon: float, radius_m: float, res: int) -> NDArray[np.uint64]:
+    """Sorted res-`res` cells that can hold a point within `radius_m` of (lat, lon), dilated by one ring."""
+    centre = h3i.latlng_to_cell(lat, lon, res)
+    # neighbouring centres are >= ~1.5 mean edge lengths apart even on distorted faces; 0.5 is slack
+    spacing_m = 0.5 * float(h3.average_hexagon_edge_length(res, "m"))
+    k = math.ceil(radius_m / spacing_m) + 1
+    if 3 * k * (k + 1) + 1 > MAX_COVER_CELLS:
+        raise CoverTooLargeError(f"circle of {radius_m} m is too large to cover at resolution {res}")
+    disk = np.array(h3i.grid_disk(centre, k), dtype=np.uint64)
+    lonlat, owner = cell_boundaries(disk)
+    centres = np.array([h3i.cell_to_latlng(int(c)) for c in disk], dtype=np.float64)
+    vertex_dist = haversine_m(centres[owner, 0], centres[owner, 1], lonlat[:, 1], lonlat[:, 0])
+    circumradius = np.zeros(len(disk))
+    np.maximum.at(circumradius, owner, vertex_dist)
+    near = haversine_m(lat, lon, centres[:, 0], centres[:, 1]) - circumradius <= radius_m
+    return _dilate(set(disk[near].tolist()))
+
+
+def _dilate(cells: set[int]) -> NDArray[np.uint64]:
+    """The cells plus their immediate neighbours, sorted."""
+    grown: set[int] = set()
+    for c in cells:
+        grown.update(h3i.grid_disk(c, 1))
+    return np.array(sorted(grown), dtype=np.uint64)

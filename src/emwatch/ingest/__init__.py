@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages in, validated fixes and events out, in micro-batches."""

@@ -1,0 +1,123 @@
+"""Bytes and a topic in, typed fixes/events or dead letters with a reason out. Never raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from emwatch.ingest import protocol as p
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message (or one element of a gateway batch) we could not accept, kept with the reason."""
+
+    topic: str
+    payload: bytes
+    reason: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What one MQTT message contained."""
+
+    fixes: list[tuple[str, p.Fix]] = field(default_factory=list)
+    events: list[tuple[str, p.DeviceEvent, bytes]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDecoder:
+    """Decodes wire-protocol v1 messages; time limits are in epoch milliseconds relative to `now_ms`."""
+
+    prefix: str = "em/v1"
+    max_payload_bytes: int = 1_048_576
+    max_future_ms: int = 300_000
+    max_age_ms: int = 7 * 86_400_000
+
+    def decode(self, topic: str, payload: bytes, now_ms: int) -> Decoded:
+        """Decode one message; every failure becomes a dead letter, nothing is raised."""
+        out = Decoded()
+        if len(payload) > self.max_payload_bytes:
+            out.dead.append(DeadLetter(topic, payload[:4096], f"payload of {len(payload)} bytes over limit"))
+            return out
+        parts = topic.split("/")
+        root = self.prefix.split("/")
+        tail = parts[len(root):]
+        if parts[: len(root)] != root or len(tail) != 3 or not tail[1]:
+            out.dead.append(DeadLetter(topic, payload, "unknown topic"))
+            return out
+        kind, ident, leaf = tail
+        if kind == "devices" and leaf == "fix":
+            self._single_fix(out, topic, ident, payload, now_ms)
+        elif kind == "gateways" and leaf == "batch":
+            self._gateway_batch(out, topic, payload, now_ms)
+        elif kind == "devices" and leaf == "event":
+            self._event(out, topic, ident, payload, now_ms)
+        else:
+            out.dead.append(DeadLetter(topic, payload, "unknown topic"))
+        return out
+
+    def _time_error(self, ts: int, now_ms: int) -> str | None:
+        if ts > now_ms + self.max_future_ms:
+            return f"ts {ts} is more than {self.max_future_ms // 1000} s in the future"
+        if ts < now_ms - self.max_age_ms:
+            return f"ts {ts} is older than {self.max_age_ms // 1000} s"
+        return None
+
+    def _accept(self, out: Decoded, topic: str, raw: bytes, device_id: str, fix: p.Fix, now_ms: int) -> None:
+        reason = self._time_error(fix.ts, now_ms)
+        if reason is None:
+            out.fixes.append((device_id, fix))
+        else:
+            out.dead.append(DeadLetter(topic, raw, reason))
+
+    def _single_fix(self, out: Decoded, topic: str, device_id: str, payload: bytes, now_ms: int) -> None:
+        try:
+            fix = p.fix_decoder.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            out.dead.append(DeadLetter(topic, payload, f"invalid fix: {exc}"))
+            return
+        self._accept(out, topic, payload, device_id, fix, now_ms)
+
+    def _gateway_batch(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
+        try:
+            fixes = p.gateway_batch_decoder.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # Slow path only when something is wrong: isolate the bad elements, keep the good ones.
+            self._gateway_batch_elementwise(out, topic, payload, now_ms)
+            return
+        for fix in fixes:
+            if (reason := self._time_error(fix.ts, now_ms)) is None:
+                out.fixes.append((fix.dev, fix))
+            else:
+                out.dead.append(DeadLetter(topic, msgspec.json.encode(fix), reason))
+
+    def _gateway_batch_elementwise(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
+        try:
+            elements = p.raw_list_decoder.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            out.dead.append(DeadLetter(topic, payload, f"invalid gateway batch: {exc}"))
+            return
+        for index, element in enumerate(elements):
+            raw = bytes(element)
+            try:
+                fix = p.gateway_fix_decoder.decode(raw)
+            except msgspec.DecodeError as exc:
+                out.dead.append(DeadLetter(topic, raw, f"invalid fix at index {index}: {exc}"))
+                continue
+            self._accept(out, topic, raw, fix.dev, fix, now_ms)
+
+    def _event(self, out: Decoded, topic: str, device_id: str, payload: bytes, now_ms: int) -> None:
+        try:
+            event = p.event_decoder.decode(payload)
+            if not isinstance(p.any_decoder.decode(payload), dict):
+                raise msgspec.DecodeError("event must be a JSON object")
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            out.dead.append(DeadLetter(topic, payload, f"invalid event: {exc}"))
+            return
+        if (reason := self._time_error(event.ts, now_ms)) is not None:
+            out.dead.append(DeadLetter(topic, payload, reason))
+            return
+        out.events.append((device_id, event, payload))

@@ -1,0 +1,57 @@
+"""Wire protocol v1: the typed shape of what devices and gateways publish (docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
+Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
+Accuracy = Annotated[float, msgspec.Meta(ge=0.0, le=1e7)]
+Battery = Annotated[int, msgspec.Meta(ge=0, le=100)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Sequence = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+FixSource = Literal["gps", "wifi", "lbs"]
+EventType = Literal[
+    "strap_open", "strap_closed", "case_open", "battery_low", "charging",
+    "heartbeat", "companion_lost", "companion_ok",
+]
+
+SOURCE_CODES: dict[str, int] = {"gps": 0, "wifi": 1, "lbs": 2}
+SOURCE_NAMES: tuple[str, ...] = ("gps", "wifi", "lbs")
+
+
+class Fix(msgspec.Struct, frozen=True):
+    """One position report on `em/v1/devices/{device_id}/fix` (unknown fields are ignored)."""
+
+    ts: EpochMs
+    lat: Latitude
+    lon: Longitude
+    acc: Accuracy | None = None
+    src: FixSource = "gps"
+    batt: Battery | None = None
+    seq: Sequence | None = None
+
+
+class GatewayFix(Fix, frozen=True, kw_only=True):
+    """One element of a gateway batch on `em/v1/gateways/{gateway_id}/batch`."""
+
+    dev: DeviceId
+
+
+class DeviceEvent(msgspec.Struct, frozen=True):
+    """A device event on `em/v1/devices/{device_id}/event`; extra fields are kept as the payload."""
+
+    ts: EpochMs
+    type: EventType
+
+
+# msgspec rejects NaN/Infinity literals and out-of-range numbers in C, before any Python runs.
+fix_decoder = msgspec.json.Decoder(Fix)
+gateway_batch_decoder = msgspec.json.Decoder(list[GatewayFix])
+raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+gateway_fix_decoder = msgspec.json.Decoder(GatewayFix)
+event_decoder = msgspec.json.Decoder(DeviceEvent)
+any_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()

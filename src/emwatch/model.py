@@ -1,0 +1,97 @@
+"""Values that travel between the pipeline's rooms: a batch of fixes, a rule observation, an alert event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+NO_SEQ = np.iinfo(np.int64).min  # "seq absent" in the int64 column
+NO_BATT = -1
+
+
+@dataclass(frozen=True, slots=True)
+class FixColumns:
+    """Fixes as columns (struct of arrays), one row per fix, as decoded from the wire."""
+
+    device_ids: list[str]
+    ts: NDArray[np.int64]  # epoch ms
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+    acc: NDArray[np.float32]  # NaN when the device sent none
+    src: NDArray[np.int8]  # index into protocol.SOURCE_NAMES
+    batt: NDArray[np.int16]  # NO_BATT when absent
+    seq: NDArray[np.int64]  # NO_SEQ when absent
+
+    def __len__(self) -> int:
+        return len(self.device_ids)
+
+    def take(self, index: NDArray[np.intp]) -> FixColumns:
+        """The rows at `index`, in that order."""
+        ids = self.device_ids
+        return FixColumns(
+            [ids[i] for i in index.tolist()], self.ts[index], self.lat[index], self.lon[index],
+            self.acc[index], self.src[index], self.batt[index], self.seq[index],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FixBatch:
+    """Accepted fixes of known devices, with their dense indices and H3 cells."""
+
+    fixes: FixColumns
+    device: NDArray[np.int32]
+    subject: NDArray[np.int32]  # -1 for a device not assigned to a subject
+    cell: NDArray[np.uint64]
+    fresh: NDArray[np.bool_]  # newer than the device's latest evaluated fix
+
+    def __len__(self) -> int:
+        return len(self.fixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Observations:
+    """One row per evaluated (fix, zone) pair: is the subject in breach of that zone at that fix."""
+
+    fix: NDArray[np.intp]  # row in the FixBatch
+    subject: NDArray[np.int32]
+    zone: NDArray[np.int32]
+    breach: NDArray[np.bool_]
+
+
+AlertEventType = Literal["alert", "cleared", "acknowledged"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A change in an alert episode; `seq` and `alert_id` are assigned when it is stored."""
+
+    type: AlertEventType
+    rule: str
+    subject_id: str
+    jurisdiction_id: str
+    device_id: str | None
+    zone_id: str | None
+    ts: int  # epoch ms of the fix (or action) that caused it
+    lat: float | None
+    lon: float | None
+    severity: str
+    seq: int = 0
+    alert_id: int = 0
+
+    def to_message(self) -> dict[str, Any]:
+        """The wire shape on the WebSocket feed and MQTT alert topic (docs/protocol.md)."""
+        return {
+            "seq": self.seq, "id": self.alert_id, "type": self.type, "rule": self.rule,
+            "subject_id": self.subject_id, "jurisdiction_id": self.jurisdiction_id,
+            "device_id": self.device_id, "zone_id": self.zone_id, "ts": self.ts,
+            "lat": self.lat, "lon": self.lon, "severity": self.severity,
+        }
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any]) -> AlertEvent:
+        """The inverse of `to_message`."""
+        fields = {k: v for k, v in message.items() if k != "id"}
+        return cls(**fields, alert_id=message["id"])

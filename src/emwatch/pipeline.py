@@ -1,0 +1,183 @@
+"""The data path in one place: MQTT → decode → micro-batch → rules → episodes → PostgreSQL → feed/MQTT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiomqtt
+import asyncpg
+import orjson
+
+from emwatch import metrics
+from emwatch.alerts.episodes import EpisodeBook
+from emwatch.feed.hub import AlertFeed
+from emwatch.ingest.batcher import BatchBuilder, IngestBatch
+from emwatch.ingest.decode import MessageDecoder
+from emwatch.ingest.mqtt import make_client, subscription_topics
+from emwatch.model import AlertEvent
+from emwatch.rules.engine import Evaluation, RuleEngine
+from emwatch.settings import Settings
+from emwatch.store import registry_source
+from emwatch.store.writer import commit_batch
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Owns the stages and the bounded queue between them; `run()` runs until cancelled."""
+
+    def __init__(self, settings: Settings, pool: asyncpg.Pool, feed: AlertFeed) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.feed = feed
+        self.decoder = MessageDecoder(
+            prefix=settings.topic_prefix,
+            max_payload_bytes=settings.max_payload_bytes,
+            max_future_ms=settings.max_future_s * 1000,
+            max_age_ms=settings.max_age_s * 1000,
+        )
+        self.batches: asyncio.Queue[IngestBatch] = asyncio.Queue(maxsize=settings.queue_max_batches)
+        self._builder = BatchBuilder()
+        self._config_dirty = True
+        self._client: aiomqtt.Client | None = None
+        self.engine: RuleEngine | None = None
+        self.episodes: EpisodeBook | None = None
+        self.batches_done = 0
+        self.messages_received = 0
+        self._processing = False
+        self.mqtt_connected = False
+
+    async def run(self) -> None:
+        """Run every stage; a failing stage fails the whole pipeline loudly."""
+        await self._load()
+        listener = await asyncpg.connect(self.settings.database_url)
+        await listener.add_listener("emwatch_config", self._on_config_change)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._consume_forever(), name="mqtt-consume")
+                tg.create_task(self._flush_on_time(), name="batch-timer")
+                tg.create_task(self._process(), name="evaluate-commit-publish")
+        finally:
+            await listener.close()
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    def _on_config_change(self, *_: object) -> None:
+        self._config_dirty = True
+
+    async def _load(self) -> None:
+        registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
+        if self.engine is None or self.episodes is None:
+            self.engine = RuleEngine(registry, self.settings.h3_resolution)
+            self.episodes = EpisodeBook(registry, await registry_source.load_open_episodes(self.pool))
+        else:
+            self.engine.replace_registry(registry)
+            self.episodes.rebind(registry)
+        self._config_dirty = False
+        metrics.REGISTRY_RELOADS.inc()
+        log.info("registry loaded: %d devices, %d subjects, %d zones",
+                 len(registry.device_ids), len(registry.subject_ids), len(registry.zones.zones))
+
+    # -- stage 1: MQTT → decode → micro-batch ----------------------------------------------------
+
+    async def _consume_forever(self) -> None:
+        assert self.settings.mqtt_url is not None
+        backoff = 0.5
+        while True:
+            try:
+                async with make_client(self.settings.mqtt_url, self.settings.mqtt_client_id) as client:
+                    for topic in subscription_topics(self.settings.topic_prefix):
+                        await client.subscribe(topic, qos=1)
+                    self._client, self.mqtt_connected, backoff = client, True, 0.5
+                    log.info("subscribed to %s", self.settings.mqtt_url)
+                    async for message in client.messages:
+                        await self._accept(message.topic.value, message.payload)
+            except aiomqtt.MqttError as exc:
+                self._client, self.mqtt_connected = None, False
+                log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 15.0)
+
+    async def _accept(self, topic: str, payload: object) -> None:
+        raw = payload if isinstance(payload, bytes) else str(payload).encode()
+        decoded = self.decoder.decode(topic, raw, int(time.time() * 1000))
+        metrics.MESSAGES_RECEIVED.inc()
+        self.messages_received += 1
+        metrics.FIXES_RECEIVED.inc(len(decoded.fixes))
+        self._builder.add(decoded)
+        if self._builder.fix_count >= self.settings.batch_max_fixes:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        builder, self._builder = self._builder, BatchBuilder()
+        if builder.messages:
+            await self.batches.put(builder.build())  # blocks when evaluation lags: back-pressure
+            metrics.QUEUE_DEPTH.set(self.batches.qsize())
+
+    async def _flush_on_time(self) -> None:
+        window = self.settings.batch_max_ms / 1000
+        while True:
+            await asyncio.sleep(window / 2)
+            b = self._builder
+            if b.messages and time.monotonic() - b.first_received >= window:
+                await self._flush()
+
+    # -- stage 2: rules → episodes → store → feed ------------------------------------------------
+
+    async def _process(self) -> None:
+        while True:
+            batch = await self.batches.get()
+            self._processing = True
+            metrics.QUEUE_DEPTH.set(self.batches.qsize())
+            started = time.perf_counter()
+            try:
+                await self.process_batch(batch)
+            finally:
+                self._processing = False
+            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+            self.batches_done += 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing received is waiting to be batched, evaluated or committed."""
+        return self._builder.messages == 0 and self.batches.empty() and not self._processing
+
+    async def process_batch(self, batch: IngestBatch) -> list[AlertEvent]:
+        """Evaluate, commit and publish one batch; returns the committed alert events."""
+        assert self.engine is not None and self.episodes is not None
+        if not self._config_dirty and (unknown := self.engine.unknown_devices(batch)):
+            # A device registered a moment ago may not have reached us through NOTIFY yet.
+            self._config_dirty = bool(await registry_source.known_device_ids(self.pool, unknown))
+        if self._config_dirty:
+            await self._load()
+        evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
+        alerts = self.episodes.update(evaluation.batch, evaluation.observations)
+        async with self.pool.acquire() as conn:
+            stored, committed = await commit_batch(conn, evaluation, alerts)
+        self.feed.publish(committed)
+        await self._publish_alerts_mqtt(committed)
+        _count(evaluation, stored, committed)
+        return committed
+
+    async def _publish_alerts_mqtt(self, events: list[AlertEvent]) -> None:
+        client = self._client
+        if not events or client is None or not self.settings.publish_alerts_mqtt:
+            return
+        for ev in events:
+            topic = f"{self.settings.topic_prefix}/alerts/{ev.jurisdiction_id}/{ev.subject_id}"
+            with contextlib.suppress(aiomqtt.MqttError):  # stored and on the feed already; MQTT is a copy
+                await client.publish(topic, orjson.dumps(ev.to_message()), qos=1)
+
+
+def _count(evaluation: Evaluation, stored: int, committed: list[AlertEvent]) -> None:
+    metrics.BATCH_SIZE.observe(len(evaluation.batch))
+    metrics.FIXES_STORED.inc(stored)
+    metrics.FIXES_LATE.inc(len(evaluation.batch) - int(evaluation.batch.fresh.sum()))
+    metrics.DEVICE_EVENTS.inc(len(evaluation.events))
+    for d in evaluation.dead:
+        metrics.FIXES_INVALID.labels(metrics.dead_letter_reason_label(d.reason)).inc()
+    for ev in committed:
+        metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()

@@ -1,0 +1,138 @@
+"""Who is supervised: subjects, their devices and the zones that apply to them, as dense arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emwatch.geo.zone_index import ZoneIndex
+from emwatch.geo.zones import Zone
+
+WEARABLE_KINDS = frozenset({"ankle", "wrist"})
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectRow:
+    """A supervised person as stored."""
+
+    id: str
+    jurisdiction_id: str
+    risk_level: str = "medium"
+    groups: tuple[str, ...] = ()
+    status: str = "active"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """A bracelet or phone as stored."""
+
+    id: str
+    kind: str
+    subject_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JurisdictionRow:
+    """A node of the jurisdiction tree (city → district → office)."""
+
+    id: str
+    parent_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registry:
+    """Immutable snapshot; rebuilt whenever subjects, devices or zones change."""
+
+    device_index: dict[str, int]
+    device_ids: list[str]
+    device_subject: NDArray[np.int32]  # -1: not assigned to a subject
+    device_wearable: NDArray[np.bool_]  # zone rules follow the bracelet, not the phone
+    subject_ids: list[str]
+    subject_jurisdiction: list[str]
+    subject_risk: list[str]
+    zones: ZoneIndex
+    pair_start: NDArray[np.int64]  # CSR: zones always checked for subject s are
+    pair_zone: NDArray[np.int32]  # pair_zone[pair_start[s]:pair_start[s + 1]]
+    shared_mask: NDArray[np.bool_]  # shared exclusion zones, found through the H3 cover index
+    subject_ancestors: NDArray[np.int32]  # (subjects, depth) jurisdiction path, -1 padded
+    zone_jurisdiction: NDArray[np.int32]  # -1 unless the zone is jurisdiction-scoped
+
+    @classmethod
+    def build(
+        cls,
+        jurisdictions: Sequence[JurisdictionRow],
+        subjects: Sequence[SubjectRow],
+        devices: Sequence[DeviceRow],
+        zones: Sequence[Zone],
+        h3_resolution: int,
+    ) -> Registry:
+        """Index everything densely; only active subjects are monitored."""
+        active = [s for s in subjects if s.status == "active"]
+        subject_index = {s.id: i for i, s in enumerate(active)}
+        jur_index = {j.id: i for i, j in enumerate(jurisdictions)}
+        parent = {j.id: j.parent_id for j in jurisdictions}
+
+        device_ids = [d.id for d in devices]
+        device_subject = np.array(
+            [subject_index.get(d.subject_id, -1) if d.subject_id else -1 for d in devices], dtype=np.int32
+        )
+        wearable = np.array([d.kind in WEARABLE_KINDS for d in devices], dtype=np.bool_)
+
+        depth = 8
+        ancestors = np.full((len(active), depth), -1, dtype=np.int32)
+        for s_idx, s in enumerate(active):
+            node: str | None = s.jurisdiction_id
+            for level in range(depth):
+                if node is None or node not in jur_index:
+                    break
+                ancestors[s_idx, level] = jur_index[node]
+                node = parent.get(node)
+
+        index = ZoneIndex.build(zones, h3_resolution=h3_resolution)
+        zone_jur = np.array([jur_index.get(z.jurisdiction_id or "", -1) for z in zones], dtype=np.int32)
+        shared = np.array([z.kind == "exclusion" and z.jurisdiction_id is not None for z in zones], dtype=bool)
+
+        # Pairs checked on every fix: all inclusion zones and the subject's own/group exclusion zones.
+        by_subject: list[list[int]] = [[] for _ in active]
+        by_group: dict[str, list[int]] = {}
+        by_jur: dict[int, list[int]] = {}
+        for z_idx, z in enumerate(zones):
+            if z.subject_id is not None and z.subject_id in subject_index:
+                by_subject[subject_index[z.subject_id]].append(z_idx)
+            elif z.group_id is not None:
+                by_group.setdefault(z.group_id, []).append(z_idx)
+            elif z.kind == "inclusion" and zone_jur[z_idx] >= 0:
+                by_jur.setdefault(int(zone_jur[z_idx]), []).append(z_idx)
+        for s_idx, s in enumerate(active):
+            for g in s.groups:
+                by_subject[s_idx].extend(by_group.get(g, ()))
+            for j in ancestors[s_idx]:
+                if j >= 0:
+                    by_subject[s_idx].extend(by_jur.get(int(j), ()))
+        counts = np.array([len(z) for z in by_subject], dtype=np.int64)
+        pair_start = np.zeros(len(active) + 1, dtype=np.int64)
+        np.cumsum(counts, out=pair_start[1:])
+        flat = [z for zs in by_subject for z in zs]
+        return cls(
+            device_index={d: i for i, d in enumerate(device_ids)},
+            device_ids=device_ids,
+            device_subject=device_subject,
+            device_wearable=wearable,
+            subject_ids=[s.id for s in active],
+            subject_jurisdiction=[s.jurisdiction_id for s in active],
+            subject_risk=[s.risk_level for s in active],
+            zones=index,
+            pair_start=pair_start,
+            pair_zone=np.array(flat, dtype=np.int32),
+            shared_mask=shared,
+            subject_ancestors=ancestors,
+            zone_jurisdiction=zone_jur,
+        )
+
+    def shared_zone_applies(self, subject: NDArray[np.int32], zone: NDArray[np.int32]) -> NDArray[np.bool_]:
+        """Whether each shared zone's jurisdiction is the subject's own or one of its ancestors."""
+        jur = self.zone_jurisdiction[zone]
+        return np.asarray((self.subject_ancestors[subject] == jur[:, None]).any(axis=1) & (jur >= 0))

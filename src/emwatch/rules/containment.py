@@ -1,0 +1,71 @@
+"""Zone containment: for every fix, is its subject inside the zones it must stay in, out of the rest?"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emwatch.model import FixBatch, Observations
+from emwatch.registry import Registry
+
+
+def subject_pairs(registry: Registry, subject: NDArray[np.int32]) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
+    """(row, zone) for the zones each row's subject is always checked against (CSR expansion)."""
+    start = registry.pair_start[subject]
+    rows, at = expand_runs(start, registry.pair_start[subject + 1] - start)
+    return rows, registry.pair_zone[at]
+
+
+def expand_runs(start: NDArray[np.int64], count: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+    """For runs [start[i], start[i] + count[i]): the owning i and the position of every element."""
+    rows = np.repeat(np.arange(len(start), dtype=np.intp), count)
+    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    return rows, np.repeat(start, count) + within
+
+
+def evaluate_containment(
+    registry: Registry,
+    batch: FixBatch,
+    open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
+) -> Observations:
+    """Observe breach/no-breach for every relevant (fix, zone) pair of the fresh wearable fixes.
+
+    Relevant: the subject's inclusion and own/group exclusion zones, the shared exclusion zones
+    whose H3 cover holds the fix, and any zone with an open episode (so leaving it is seen).
+    """
+    eligible = batch.fresh & (batch.subject >= 0) & registry.device_wearable[batch.device]
+    rows_all = np.flatnonzero(eligible)
+    subj = batch.subject[rows_all]
+
+    rows_a, zone_a = subject_pairs(registry, subj)
+
+    pos_b, zone_b = registry.zones.candidates(batch.cell[rows_all], registry.shared_mask)
+    keep = registry.shared_zone_applies(subj[pos_b], zone_b)
+    rows_b, zone_b = pos_b[keep].astype(np.intp), zone_b[keep]
+
+    open_subject, open_zone = open_pairs
+    rows_c, zone_c = _rows_with_open_episodes(subj, open_subject, open_zone)
+
+    rows = np.concatenate([rows_a, rows_b, rows_c])
+    zones = np.concatenate([zone_a, zone_b, zone_c]).astype(np.int32)
+    if len(rows):
+        n_zones = max(len(registry.zones.zones), 1)
+        _, first = np.unique(rows.astype(np.int64) * n_zones + zones, return_index=True)
+        rows, zones = rows[first], zones[first]
+
+    fix = rows_all[rows]
+    inside = registry.zones.contains(zones, batch.fixes.lon[fix], batch.fixes.lat[fix], batch.cell[fix])
+    breach = np.where(registry.zones.kind_is_inclusion[zones], ~inside, inside)
+    return Observations(fix=fix, subject=batch.subject[fix], zone=zones, breach=breach)
+
+
+def _rows_with_open_episodes(
+    subj: NDArray[np.int32], open_subject: NDArray[np.int32], open_zone: NDArray[np.int32]
+) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
+    """(row, zone) for each row whose subject has open episodes; open_subject must be sorted."""
+    if len(open_subject) == 0 or len(subj) == 0:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.int32)
+    lo = np.searchsorted(open_subject, subj, side="left")
+    hi = np.searchsorted(open_subject, subj, side="right")
+    rows, at = expand_runs(lo.astype(np.int64), (hi - lo).astype(np.int64))
+    return rows, open_zone[at]

@@ -1,0 +1,1 @@
+"""Store: PostgreSQL through asyncpg. Fixes go in with COPY; a batch's writes share one transaction."""

@@ -1,0 +1,69 @@
+"""Read the registry snapshot and the open episodes back from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from emwatch.alerts.episodes import EpisodeKey
+from emwatch.geo.geojson import zone_from_feature, zone_to_feature
+from emwatch.geo.zones import Zone
+from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
+
+
+def zone_feature_from_row(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
+    """A stored zone row as the GeoJSON Feature it was loaded from."""
+    props: dict[str, Any] = dict(row["properties"] or {})
+    props.update(kind=row["kind"], name=row["name"])
+    for key in ("radius_m", "subject_id", "group_id", "jurisdiction_id", "schedule"):
+        if row[key] is not None:
+            props[key] = row[key]
+    props["version"] = row["version"]
+    return {"type": "Feature", "id": row["id"], "geometry": row["geometry"], "properties": props}
+
+
+def zone_row(zone: Zone) -> dict[str, Any]:
+    """The column values a zone is stored with."""
+    return {
+        "id": zone.id, "name": zone.name, "kind": zone.kind, "geometry": zone_to_feature(zone)["geometry"],
+        "radius_m": zone.radius_m, "subject_id": zone.subject_id, "group_id": zone.group_id,
+        "jurisdiction_id": zone.jurisdiction_id, "schedule": zone.schedule, "properties": zone.properties,
+    }
+
+
+async def load_zones(conn: asyncpg.Connection | asyncpg.Pool) -> list[Zone]:
+    """Every stored zone, parsed."""
+    rows = await conn.fetch("SELECT * FROM zones ORDER BY id")
+    return [zone_from_feature(zone_feature_from_row(r)) for r in rows]
+
+
+async def load_registry(pool: asyncpg.Pool, h3_resolution: int) -> Registry:
+    """A fresh registry snapshot from the database."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        jurisdictions = [
+            JurisdictionRow(r["id"], r["parent_id"])
+            for r in await conn.fetch("SELECT id, parent_id FROM jurisdictions")
+        ]
+        subjects = [
+            SubjectRow(r["id"], r["jurisdiction_id"], r["risk_level"], tuple(r["groups"]), r["status"])
+            for r in await conn.fetch("SELECT id, jurisdiction_id, risk_level, groups, status FROM subjects")
+        ]
+        devices = [
+            DeviceRow(r["id"], r["kind"], r["subject_id"])
+            for r in await conn.fetch("SELECT id, kind, subject_id FROM devices ORDER BY id")
+        ]
+        zones = await load_zones(conn)
+    return Registry.build(jurisdictions, subjects, devices, zones, h3_resolution)
+
+
+async def load_open_episodes(pool: asyncpg.Pool) -> list[EpisodeKey]:
+    """Episodes still open, so a restart neither duplicates nor forgets them."""
+    rows = await pool.fetch("SELECT subject_id, rule, zone_id FROM alerts WHERE cleared_at IS NULL")
+    return [EpisodeKey(r["subject_id"], r["rule"], r["zone_id"] or "") for r in rows]
+
+
+async def known_device_ids(pool: asyncpg.Pool, ids: set[str]) -> set[str]:
+    """Which of these device ids exist in the database now."""
+    rows = await pool.fetch("SELECT id FROM devices WHERE id = ANY($1::text[])", list(ids))
+    return {r["id"] for r in rows}
