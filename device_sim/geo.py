@@ -49,8 +49,3 @@ def haversine_m(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> FloatArray:
     dp, dl = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
     h = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
     return np.asarray(2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(h)), dtype=np.float64)
-
-
-def zone_geometry(feature: dict[str, Any]) -> shapely.Geometry:
-    """A zone Feature's area in lon/lat; a circle zone becomes its centre Point (test with haversine)."""
-    return shapely.geometry.shape(feature["geometry"])

@@ -7,13 +7,14 @@ them with a few numpy operations, never a per-subject loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
 
 from device_sim.geo import FloatArray
 from device_sim.reporting import Fixes, NoiseParams, Reporter
-from device_sim.world import ACTIVITY_POINTS, BoolArray, IntArray, World
+from device_sim.world import ACTIVITY_POINTS, BoolArray, World
 
 ROUTINE, BREACH_OUT, BREACH_BACK = 0, 1, 2
 
@@ -55,7 +56,9 @@ class Movement:
         self.mode = np.full(n, ROUTINE, dtype=np.int64)
         # Everyone starts at home, leaving at staggered times.
         self.dwell_until = start_ms + rng.uniform(0, params.home_dwell_s[1], n) * 1000
-        self.next_breach = np.where(s.breacher, start_ms + rng.uniform(*params.first_breach_s, n) * 1000, np.inf)
+        self.next_breach = np.where(
+            s.breacher, start_ms + rng.uniform(*params.first_breach_s, n) * 1000, np.inf
+        )
         self.target_x, self.target_y, self.breach_zone = breach_targets(world, rng, params)
         self.x, self.y = s.home_x.copy(), s.home_y.copy()
 
@@ -93,7 +96,9 @@ class Movement:
         )
         self.dwell_until = np.where(arrived, t_ms + dwell * 1000, self.dwell_until)
         home_again = arrived & (self.mode == BREACH_BACK)
-        self.next_breach = np.where(home_again, t_ms + rng.uniform(*p.breach_every_s, n) * 1000, self.next_breach)
+        self.next_breach = np.where(
+            home_again, t_ms + rng.uniform(*p.breach_every_s, n) * 1000, self.next_breach
+        )
         self.mode = np.where(home_again, ROUTINE, self.mode)
 
     def _depart(self, depart: BoolArray, t_ms: int) -> None:
@@ -113,7 +118,9 @@ class Movement:
         self.to_home = np.select([go_out, go_back, routine], [False, True, ~self.to_home], self.to_home)
         self.mode = np.select([go_out, go_back], [BREACH_OUT, BREACH_BACK], self.mode)
         length = np.maximum(np.hypot(self.bx - self.ax, self.by - self.ay), 1.0)
-        speed = np.where(length > p.ride_above_m, rng.uniform(*p.ride_speed, n), rng.uniform(*p.walk_speed, n))
+        speed = np.where(
+            length > p.ride_above_m, rng.uniform(*p.ride_speed, n), rng.uniform(*p.walk_speed, n)
+        )
         self.length = np.where(depart, length, self.length)
         self.speed = np.where(depart, speed, self.speed)
         self.progress = np.where(depart, 0.0, self.progress)
@@ -138,7 +145,9 @@ def breach_targets(
     n = len(s)
     home = shapely.points(s.home_x, s.home_y)
     # Exit: from home to the nearest border point, then on past it until clearly outside.
-    border = shapely.get_coordinates(shapely.get_point(shapely.shortest_line(geo.county_xy.boundary, home), 0))
+    border = shapely.get_coordinates(
+        shapely.get_point(shapely.shortest_line(geo.county_xy.boundary, home), 0)
+    )
     out = border - np.column_stack([s.home_x, s.home_y])
     out /= np.maximum(np.hypot(out[:, 0], out[:, 1]), 1.0)[:, None]
     exit_xy = border + out * params.exit_overshoot_m
@@ -158,17 +167,20 @@ def breach_targets(
     xy = np.where(exits[:, None], exit_xy, entry_xy)
     inclusion_id = next(z["id"] for z in geo.shared_zones if z["properties"]["kind"] == "inclusion")
     zone_ids: list[str | None] = [
-        None if not s.breacher[i]
-        else inclusion_id if exits[i]
-        else f"zone-victim-{s.ids[i]}" if has_victim[i]
+        None
+        if not s.breacher[i]
+        else inclusion_id
+        if exits[i]
+        else f"zone-victim-{s.ids[i]}"
+        if has_victim[i]
         else str(zones[nearest[i]]["id"])
         for i in range(n)
     ]
     return xy[:, 0].copy(), xy[:, 1].copy(), zone_ids
 
 
-def _applies(zone: dict[str, object], groups: list[str]) -> bool:
-    group = zone["properties"].get("group_id") if isinstance(zone["properties"], dict) else None
+def _applies(zone: dict[str, Any], groups: list[str]) -> bool:
+    group = zone["properties"].get("group_id")
     return group is None or group in groups
 
 
@@ -185,7 +197,9 @@ class Simulator:
     ) -> None:
         seeds = np.random.SeedSequence([world.seed if seed is None else seed, 1]).spawn(2)
         self.world = world
-        self.movement = Movement(world, np.random.default_rng(seeds[0]), start_ms, movement or MovementParams())
+        self.movement = Movement(
+            world, np.random.default_rng(seeds[0]), start_ms, movement or MovementParams()
+        )
         self.reporter = Reporter(world, np.random.default_rng(seeds[1]), start_ms, noise or NoiseParams())
 
     def step(self, t_ms: int) -> Fixes:
@@ -200,6 +214,3 @@ class Simulator:
     @property
     def breaching(self) -> BoolArray:
         return self.movement.breaching
-
-
-__all__ = ["Fixes", "IntArray", "Movement", "MovementParams", "NoiseParams", "Simulator", "breach_targets"]

@@ -57,7 +57,7 @@ class Reporter:
         self._interval_ms = devices.interval_s * 1000
         # Whole-second phases: with 1 s steps every fix lands exactly on its schedule.
         self._phase_ms = rng.integers(0, devices.interval_s) * 1000
-        self._last_ms = start_ms - 1
+        self._last_ms = start_ms  # a slot exactly at start_ms belongs to before the run
         self._start_ms = start_ms
         self._seq = np.zeros(len(devices), dtype=np.int64)
         self._is_phone = np.array([k == "phone" for k in devices.kinds])
@@ -93,7 +93,7 @@ class Reporter:
             ts=np.full(n, t_ms, dtype=np.int64),
             lon=lon,
             lat=lat,
-            acc=np.round(acc, 1),
+            acc=np.round(acc, 1).astype(np.float64),
             src=np.where(wifi, SOURCES.index("wifi"), SOURCES.index("gps")).astype(np.int64),
             batt=self._battery(idx, t_ms),
             seq=self._seq[idx].copy(),

@@ -51,6 +51,11 @@ class Geography:
     office_y: FloatArray
     office_radius_m: FloatArray
 
+    @property
+    def exclusion_features(self) -> list[dict[str, Any]]:
+        """The shared exclusion zones, in the same order as `exclusions_xy`."""
+        return [z for z in self.shared_zones if z["properties"]["kind"] == "exclusion"]
+
 
 @dataclass(frozen=True, slots=True)
 class Subjects:
@@ -103,7 +108,9 @@ def load_geography(directory: Path | None = None) -> Geography:
     directory = directory or DEFAULT_GEOFENCE_DIR
     jurisdictions = json.loads((directory / "jurisdictions.json").read_text("utf-8"))["features"]
     zones = json.loads((directory / "zones.geojson").read_text("utf-8"))["features"]
-    inclusions = [shapely.geometry.shape(z["geometry"]) for z in zones if z["properties"]["kind"] == "inclusion"]
+    inclusions = [
+        shapely.geometry.shape(z["geometry"]) for z in zones if z["properties"]["kind"] == "inclusion"
+    ]
     county = shapely.union_all(inclusions)
     c = county.centroid
     frame = LocalFrame(round(c.x, 2), round(c.y, 2))
@@ -137,20 +144,24 @@ def build_world(
     n_subjects: int, seed: int = 1, breach_fraction: float = 0.05, geography: Geography | None = None
 ) -> World:
     """A deterministic world: the same arguments always give the same subjects, homes and devices."""
+    if not 0.0 <= breach_fraction <= 1.0:
+        raise ValueError(f"breach_fraction must be within 0..1, got {breach_fraction}")
     geo = geography or load_geography()
     rng = np.random.default_rng([seed, 0])
     n = n_subjects
     office = rng.choice(len(geo.offices), size=n, p=_office_shares(len(geo.offices)))
     cx, cy, sigma = geo.office_x[office], geo.office_y[office], geo.office_radius_m[office]
-    home_x, home_y = _sample_points(rng, lambda _, x, y: shapely.contains_xy(geo.safe_xy, x, y), cx, cy, sigma)
 
+    def in_safe(_: IntArray, x: FloatArray, y: FloatArray) -> BoolArray:
+        return np.asarray(shapely.contains_xy(geo.safe_xy, x, y))
+
+    home_x, home_y = _sample_points(rng, in_safe, cx, cy, sigma)
     has_victim = rng.random(n) < VICTIM_ZONE_SHARE
-    vx, vy = _sample_points(rng, lambda _, x, y: shapely.contains_xy(geo.safe_xy, x, y), home_x, home_y,
-                            np.full(n, 1_500.0), ring=True)
+    # A victim lives 1.5-4 km away: far enough that the 200 m circle never covers the subject's home.
+    vx, vy = _sample_points(rng, in_safe, home_x, home_y, np.full(n, 1_500.0), ring=True)
     vx, vy = np.where(has_victim, vx, np.nan), np.where(has_victim, vy, np.nan)
 
-    ax = np.empty((n, ACTIVITY_POINTS))
-    ay = np.empty((n, ACTIVITY_POINTS))
+    ax, ay = np.empty((n, ACTIVITY_POINTS)), np.empty((n, ACTIVITY_POINTS))
 
     def activity_ok(rows: IntArray, x: FloatArray, y: FloatArray) -> BoolArray:
         return _safe_leg(geo, home_x[rows], home_y[rows], x, y, vx[rows], vy[rows])
@@ -167,7 +178,13 @@ def build_world(
         jurisdiction_ids=[geo.offices[o] for o in office],
         risk_levels=[RISK_LEVELS[r] for r in rng.choice(len(RISK_LEVELS), size=n, p=RISK_SHARES)],
         groups=[[OFFENCE_GROUPS[g]] for g in rng.choice(len(OFFENCE_GROUPS), size=n, p=OFFENCE_SHARES)],
-        home_x=home_x, home_y=home_y, activity_x=ax, activity_y=ay, victim_x=vx, victim_y=vy, breacher=breacher,
+        home_x=home_x,
+        home_y=home_y,
+        activity_x=ax,
+        activity_y=ay,
+        victim_x=vx,
+        victim_y=vy,
+        breacher=breacher,
     )
     has_phone = rng.random(n) < PHONE_SHARE
     return World(seed, geo, subjects, _devices(subjects, has_phone), _own_zones(geo.frame, subjects))
@@ -193,7 +210,10 @@ def _sample_points(
         if todo.size == 0:
             return x, y
         if ring:
-            bearing, dist = rng.uniform(0, 2 * np.pi, todo.size), rng.uniform(1.0, 2.7, todo.size) * sigma[todo]
+            bearing, dist = (
+                rng.uniform(0, 2 * np.pi, todo.size),
+                rng.uniform(1.0, 2.7, todo.size) * sigma[todo],
+            )
             x[todo], y[todo] = cx[todo] + dist * np.cos(bearing), cy[todo] + dist * np.sin(bearing)
         else:
             x[todo] = cx[todo] + rng.normal(0, sigma[todo])
@@ -203,7 +223,13 @@ def _sample_points(
 
 
 def _safe_leg(
-    geo: Geography, x0: FloatArray, y0: FloatArray, x1: FloatArray, y1: FloatArray, vx: FloatArray, vy: FloatArray
+    geo: Geography,
+    x0: FloatArray,
+    y0: FloatArray,
+    x1: FloatArray,
+    y1: FloatArray,
+    vx: FloatArray,
+    vy: FloatArray,
 ) -> BoolArray:
     """A straight leg is safe if it lies in the safe region and keeps clear of the subject's victim circle."""
     lines = shapely.linestrings(np.stack([np.column_stack([x0, y0]), np.column_stack([x1, y1])], axis=1))
@@ -255,8 +281,13 @@ def _own_zones(frame: LocalFrame, subjects: Subjects) -> list[dict[str, Any]]:
             "type": "Feature",
             "id": f"zone-victim-{sid}",
             "geometry": {"type": "Point", "coordinates": [round(float(lon[i]), 6), round(float(lat[i]), 6)]},
-            "properties": {"kind": "exclusion", "name": "Victim residence 被害人住所", "radius_m": VICTIM_RADIUS_M,
-                           "subject_id": sid, "schedule": None},
+            "properties": {
+                "kind": "exclusion",
+                "name": "Victim residence 被害人住所",
+                "radius_m": VICTIM_RADIUS_M,
+                "subject_id": sid,
+                "schedule": None,
+            },
         }
         for i, sid in enumerate(subjects.ids)
         if not np.isnan(subjects.victim_x[i])

@@ -60,10 +60,15 @@ def county_outline() -> np.ndarray:
     return np.vstack([ring, ring[:1]])
 
 
-def rectangle(east_km: float, north_km: float, width_m: float, height_m: float, angle_deg: float) -> np.ndarray:
+def rectangle(
+    east_km: float, north_km: float, width_m: float, height_m: float, angle_deg: float
+) -> np.ndarray:
     """A rotated rectangle (a campus or station block) as a closed [lon, lat] ring."""
     a = math.radians(angle_deg)
-    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]], dtype=float) * [width_m / 2, height_m / 2]
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1]], dtype=float) * [
+        width_m / 2,
+        height_m / 2,
+    ]
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
     xy = corners @ rot.T + [east_km * 1000, north_km * 1000]
     return to_lonlat(xy[:, 0], xy[:, 1])
@@ -71,7 +76,12 @@ def rectangle(east_km: float, north_km: float, width_m: float, height_m: float, 
 
 def feature(zone_id: str, geometry: dict[str, Any], properties: dict[str, Any]) -> dict[str, Any]:
     """A zone Feature with exactly the properties the API accepts."""
-    return {"type": "Feature", "id": zone_id, "geometry": geometry, "properties": {**properties, "schedule": None}}
+    return {
+        "type": "Feature",
+        "id": zone_id,
+        "geometry": geometry,
+        "properties": {**properties, "schedule": None},
+    }
 
 
 def polygon(ring: np.ndarray) -> dict[str, Any]:
@@ -81,22 +91,42 @@ def polygon(ring: np.ndarray) -> dict[str, Any]:
 def zones() -> dict[str, Any]:
     county = {"jurisdiction_id": "demo-county"}
     features = [
-        feature("zone-demo-county", polygon(county_outline()),
-                {"kind": "inclusion", "name": "Demo County 演示县 (执行地)", **county}),
-        feature("zone-school-chengguan-no1", polygon(rectangle(0.9, 0.7, 260, 180, 12)),
-                {"kind": "exclusion", "name": "Chengguan No.1 Middle School 城关第一中学", **county}),
-        feature("zone-school-xishan-primary", polygon(rectangle(-10.4, 3.7, 150, 120, -8)),
-                {"kind": "exclusion", "name": "Xishan Primary School 西山小学", **county}),
-        feature("zone-school-dongqiao-middle", polygon(rectangle(10.6, -1.4, 220, 160, 30)),
-                {"kind": "exclusion", "name": "Dongqiao Middle School 东桥中学", **county}),
-        feature("zone-train-station", polygon(rectangle(2.6, -3.1, 420, 140, 65)),
-                {"kind": "exclusion", "name": "Demo County Railway Station 演示县站", **county}),
-        feature("zone-kindergarten-nanhu",
-                {"type": "Point", "coordinates": to_lonlat(np.array([-800.0]), np.array([-8_500.0]))[0].tolist()},
-                {"kind": "exclusion", "name": "Nanhu Kindergarten 南湖幼儿园", "radius_m": 150, **county}),
+        feature(
+            "zone-demo-county",
+            polygon(county_outline()),
+            {"kind": "inclusion", "name": "Demo County 演示县 (执行地)", **county},
+        ),
+        feature(
+            "zone-school-chengguan-no1",
+            polygon(rectangle(0.9, 0.7, 260, 180, 12)),
+            {"kind": "exclusion", "name": "Chengguan No.1 Middle School 城关第一中学", **county},
+        ),
+        feature(
+            "zone-school-xishan-primary",
+            polygon(rectangle(-10.4, 3.7, 150, 120, -8)),
+            {"kind": "exclusion", "name": "Xishan Primary School 西山小学", **county},
+        ),
+        feature(
+            "zone-school-dongqiao-middle",
+            polygon(rectangle(10.6, -1.4, 220, 160, 30)),
+            {"kind": "exclusion", "name": "Dongqiao Middle School 东桥中学", **county},
+        ),
+        feature(
+            "zone-train-station",
+            polygon(rectangle(2.6, -3.1, 420, 140, 65)),
+            {"kind": "exclusion", "name": "Demo County Railway Station 演示县站", **county},
+        ),
+        feature(
+            "zone-kindergarten-nanhu",
+            {"type": "Point", "coordinates": to_lonlat(np.array([-800.0]), np.array([-8_500.0]))[0].tolist()},
+            {"kind": "exclusion", "name": "Nanhu Kindergarten 南湖幼儿园", "radius_m": 150, **county},
+        ),
         # A group zone: subjects convicted of drunk driving (醉驾) must keep out of the bar street.
-        feature("zone-bar-street-chengguan", polygon(rectangle(-1.3, 1.6, 380, 90, -20)),
-                {"kind": "exclusion", "name": "Chengguan Bar Street 城关酒吧街", "group_id": "dui"}),
+        feature(
+            "zone-bar-street-chengguan",
+            polygon(rectangle(-1.3, 1.6, 380, 90, -20)),
+            {"kind": "exclusion", "name": "Chengguan Bar Street 城关酒吧街", "group_id": "dui"},
+        ),
     ]
     for f in features:
         geom = shapely.geometry.shape(f["geometry"])
@@ -111,8 +141,14 @@ def jurisdictions() -> dict[str, Any]:
         props: dict[str, Any] = {"name": name, "kind": kind, "parent_id": parent}
         if settlement_m is not None:
             props["settlement_radius_m"] = settlement_m
-        features.append({"type": "Feature", "id": jid, "geometry": {"type": "Point", "coordinates": lonlat},
-                         "properties": props})
+        features.append(
+            {
+                "type": "Feature",
+                "id": jid,
+                "geometry": {"type": "Point", "coordinates": lonlat},
+                "properties": props,
+            }
+        )
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -205,6 +205,7 @@ def _pgserver(data_dir: Path) -> Iterator[str]:
             "PostgreSQL server binaries not found: install them (apt-get install postgresql) "
             "or `pip install pgserver`, or set EMWATCH_DATABASE_URL"
         ) from None
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     try:
         if "(0 rows)" in str(server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}';")):
@@ -237,6 +238,12 @@ def _mosquitto_config(data_dir: Path, port: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _mosquitto_binary() -> str | None:
+    """Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH."""
+    sbin = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+    return shutil.which("mosquitto") or next((p for p in sbin if Path(p).exists()), None)
+
+
 @contextmanager
 def local_mosquitto(data_dir: Path, port: int | None = None) -> Iterator[str]:
     """Run an MQTT broker on 127.0.0.1 with its persistence in data_dir; yield `mqtt://127.0.0.1:PORT`.
@@ -246,10 +253,7 @@ def local_mosquitto(data_dir: Path, port: int | None = None) -> Iterator[str]:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _claim_port(port)
-    mosquitto = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
-    )
-    if mosquitto is not None:
+    if mosquitto := _mosquitto_binary():
         config = data_dir / "mosquitto.conf"
         config.write_text(_mosquitto_config(data_dir, port))
         cmd, name = [mosquitto, "-c", str(config)], "Mosquitto"

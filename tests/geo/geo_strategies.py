@@ -22,7 +22,9 @@ def star_polygon(
     theta = np.sort(rng.uniform(0, 2 * np.pi, n))
     theta = np.unique(theta)
     r = radius_deg * (1 - wobble * rng.uniform(0, 1, len(theta)))
-    return shapely.Polygon(np.c_[lon0 + r * np.cos(theta) / math.cos(math.radians(lat0)), lat0 + r * np.sin(theta)])
+    return shapely.Polygon(
+        np.c_[lon0 + r * np.cos(theta) / math.cos(math.radians(lat0)), lat0 + r * np.sin(theta)]
+    )
 
 
 def county_polygon(n: int = 2000, seed: int = 7, radius_deg: float = 0.25) -> shapely.Polygon:
@@ -30,10 +32,15 @@ def county_polygon(n: int = 2000, seed: int = 7, radius_deg: float = 0.25) -> sh
     rng = np.random.default_rng(seed)
     theta = np.sort(rng.uniform(0, 2 * np.pi, n))
     r = radius_deg * (
-        1 + 0.25 * np.sin(3 * theta + 1) + 0.15 * np.sin(7 * theta) + 0.05 * np.sin(23 * theta)
+        1
+        + 0.25 * np.sin(3 * theta + 1)
+        + 0.15 * np.sin(7 * theta)
+        + 0.05 * np.sin(23 * theta)
         + 0.02 * rng.standard_normal(n)
     )
-    return shapely.Polygon(np.c_[LON0 + r * np.cos(theta) / math.cos(math.radians(LAT0)), LAT0 + r * np.sin(theta)])
+    return shapely.Polygon(
+        np.c_[LON0 + r * np.cos(theta) / math.cos(math.radians(LAT0)), LAT0 + r * np.sin(theta)]
+    )
 
 
 @st.composite
@@ -84,7 +91,9 @@ def points_near(
     for z in zone_list:
         if z.is_circle:
             assert z.radius_m is not None
-            ring = shapely.buffer(z.geometry, z.radius_m / 111_320 / math.cos(math.radians(LAT0)), quad_segs=64)
+            ring = shapely.buffer(
+                z.geometry, z.radius_m / 111_320 / math.cos(math.radians(LAT0)), quad_segs=64
+            )
             edge_pts.append(shapely.get_coordinates(ring))
             edge_pts.append(_circle_edge(z, rng, n // 4))
         else:
@@ -117,5 +126,8 @@ def _circle_edge(z: Zone, rng: np.random.Generator, n: int) -> NDArray[np.float6
 def haversine_scalar(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     """Reference great-circle distance (m), one pair at a time."""
     p1, p2 = math.radians(lat1), math.radians(lat2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6_371_007.180918475 * math.asin(math.sqrt(min(1.0, a)))

@@ -50,11 +50,19 @@ def test_valid_feature_round_trips(name: str) -> None:
 
 def test_parsed_fields() -> None:
     zone = zone_from_feature(VALID["group scope, schedule, extra keys"])
-    assert (zone.id, zone.kind, zone.name, zone.group_id, zone.subject_id) == ("z1", "exclusion", "school", "g1", None)
+    assert (zone.id, zone.kind, zone.name, zone.group_id, zone.subject_id) == (
+        "z1",
+        "exclusion",
+        "school",
+        "g1",
+        None,
+    )
     assert zone.schedule == {"days": ["mon"]}
     assert zone.properties == {"colour": "red", "priority": 2}
     circle = zone_from_feature(VALID["circle"])
-    assert circle.is_circle and circle.radius_m == 250.0 and circle.geometry.equals(shapely.Point(120.1, 30.3))
+    assert (
+        circle.is_circle and circle.radius_m == 250.0 and circle.geometry.equals(shapely.Point(120.1, 30.3))
+    )
 
 
 def test_id_may_come_from_properties() -> None:
@@ -76,7 +84,10 @@ def test_feature_collection_gives_all_zones_and_locates_errors() -> None:
 
 
 def bowtie() -> dict[str, Any]:
-    return {"type": "Polygon", "coordinates": [[[120, 30], [120.1, 30.1], [120.1, 30], [120, 30.1], [120, 30]]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[120, 30], [120.1, 30.1], [120.1, 30], [120, 30.1], [120, 30]]],
+    }
 
 
 def without_id() -> dict[str, Any]:
@@ -94,13 +105,29 @@ INVALID: list[tuple[str, Any, str]] = [
     ("missing kind", feature(kind=...), "kind must be"),
     ("name not a string", feature(name=3), "name must be a string"),
     ("missing geometry", {**feature(), "geometry": None}, "geometry is missing"),
-    ("line geometry", feature({"type": "LineString", "coordinates": [[120, 30], [121, 31]]}), "geometry type"),
+    (
+        "line geometry",
+        feature({"type": "LineString", "coordinates": [[120, 30], [121, 31]]}),
+        "geometry type",
+    ),
     ("self-intersecting", feature(bowtie()), "invalid geometry: Self-intersection"),
-    ("too few points", feature({"type": "Polygon", "coordinates": [[[120, 30], [121, 30], [120, 30]]]}), "Too few points"),
+    (
+        "too few points",
+        feature({"type": "Polygon", "coordinates": [[[120, 30], [121, 30], [120, 30]]]}),
+        "Too few points",
+    ),
     ("garbled coordinates", feature({"type": "Polygon", "coordinates": "abc"}), "malformed Polygon"),
     ("empty polygon", feature({"type": "Polygon", "coordinates": []}), "geometry is empty"),
-    ("lat out of range", feature({"type": "Point", "coordinates": [120, 95]}, radius_m=5), "lat in [-90, 90]"),
-    ("lon out of range", feature({"type": "Point", "coordinates": [200, 30]}, radius_m=5), "lon in [-180, 180]"),
+    (
+        "lat out of range",
+        feature({"type": "Point", "coordinates": [120, 95]}, radius_m=5),
+        "lat in [-90, 90]",
+    ),
+    (
+        "lon out of range",
+        feature({"type": "Point", "coordinates": [200, 30]}, radius_m=5),
+        "lon in [-180, 180]",
+    ),
     ("lat/lon swapped", feature({"type": "Point", "coordinates": [30.3, 120.1]}, radius_m=5), "[lon, lat]"),
     ("nan coordinate", feature({"type": "Point", "coordinates": [float("nan"), 30]}, radius_m=5), "finite"),
     ("point without radius", feature({"type": "Point", "coordinates": [120, 30]}), "needs radius_m"),

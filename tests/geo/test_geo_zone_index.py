@@ -14,14 +14,18 @@ from emwatch.geo.zone_index import ZoneIndex
 from emwatch.geo.zones import Zone
 
 SQUARE = shapely.box(120.10, 30.30, 120.11, 30.31)
-HOLED = shapely.Polygon(SQUARE.exterior.coords, [shapely.box(120.104, 30.304, 120.106, 30.306).exterior.coords])
+HOLED = shapely.Polygon(
+    SQUARE.exterior.coords, [shapely.box(120.104, 30.304, 120.106, 30.306).exterior.coords]
+)
 
 
 def truth(zone: Zone, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Plain per-zone answer: shapely contains_xy on the raw geometry, scalar haversine for circles."""
     if zone.is_circle:
         c = zone.geometry
-        return np.array([haversine_scalar(y, x, c.y, c.x) <= zone.radius_m for x, y in zip(lon, lat, strict=True)])
+        return np.array(
+            [haversine_scalar(y, x, c.y, c.x) <= zone.radius_m for x, y in zip(lon, lat, strict=True)]
+        )
     return np.asarray(shapely.contains_xy(zone.geometry, lon, lat))
 
 
@@ -65,7 +69,9 @@ def test_contains_and_candidates_equal_brute_force(zone_list: list[Zone], res: i
 
     pos, zone = index.candidates(cells_for(lat, lon, res))
     hit = index.contains(zone, lon[pos], lat[pos], cells_for(lat, lon, res)[pos])
-    assert set(zip(pos[hit].tolist(), zone[hit].tolist(), strict=True)) == set(zip(*np.nonzero(expected), strict=True))
+    assert set(zip(pos[hit].tolist(), zone[hit].tolist(), strict=True)) == set(
+        zip(*np.nonzero(expected), strict=True)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
@@ -38,14 +39,29 @@ async def alert_feed(websocket: WebSocket) -> None:
                     last = page[-1]["seq"]
                     if len(page) < REPLAY_PAGE:
                         break
-            while True:
-                for event in await sub.next_events():
-                    if event.seq > last:
-                        await websocket.send_text(orjson.dumps(event.to_message()).decode())
-                        last = event.seq
+            closed = asyncio.create_task(_until_disconnect(websocket))
+            try:
+                while True:
+                    waiting = asyncio.create_task(sub.next_events())
+                    await asyncio.wait((waiting, closed), return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting.done():  # the client went away: stop waiting for its events
+                        waiting.cancel()
+                        break
+                    for event in waiting.result():
+                        if event.seq > last:
+                            await websocket.send_text(orjson.dumps(event.to_message()).decode())
+                            last = event.seq
+            finally:
+                closed.cancel()
         except SubscriberOverflow:
             await websocket.close(code=1013, reason=f"too far behind; reconnect with ?since={last}")
         except WebSocketDisconnect:
             pass
         finally:
             metrics.FEED_SUBSCRIBERS.dec()
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Return when the client disconnects (clients send nothing we act on)."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass

@@ -102,6 +102,7 @@ def _next_in_ring(owner: NDArray[np.intp]) -> NDArray[np.intp]:
 
 def _arc_bulge_deg(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """How far (deg, max of lon/lat) the great-circle midpoint of a-b lies from the straight midpoint."""
+
     def unit(p: NDArray[np.float64]) -> NDArray[np.float64]:
         lon, lat = np.radians(p[:, 0]), np.radians(p[:, 1])
         return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)

@@ -23,7 +23,8 @@ class CoverTooLargeError(ValueError):
 
 def estimated_cell_count(geometry: shapely.Geometry, res: int) -> float:
     """Rough number of res-`res` cells in a lon/lat polygon (equirectangular area / mean cell area)."""
-    lat_mid = (shapely.bounds(geometry)[1] + shapely.bounds(geometry)[3]) / 2
+    _, south, _, north = shapely.bounds(geometry)
+    lat_mid = (south + north) / 2
     area_m2 = float(shapely.area(geometry)) * _M_PER_DEG**2 * math.cos(math.radians(lat_mid))
     return area_m2 / float(h3.average_hexagon_area(res, "m^2"))
 
@@ -38,7 +39,8 @@ def interior_cells(
     Returns an empty array when the zone would need more than `max_cells` cells: it then stays exact,
     only without the shortcut.
     """
-    if estimated_cell_count(geometry, res) > max_cells:
+    estimate = estimated_cell_count(geometry, res)
+    if estimate > max_cells or estimate < 1.0:  # a zone smaller than a cell cannot hold one whole
         return np.empty(0, dtype=np.uint64)
     shape = h3.geo_to_h3shape(geometry.__geo_interface__)
     candidates = np.array(h3i.h3shape_to_cells_experimental(shape, res, "center"), dtype=np.uint64)
@@ -47,7 +49,7 @@ def interior_cells(
     polys = cell_polygons(candidates)
     shapely.prepare(geometry)
     # contains_properly: the grown cell must not even touch the boundary, which contains_xy excludes
-    inside = np.ones(len(polys), bool)
+    inside = shapely.contains_properly(geometry, polys)
     return np.sort(candidates[inside.astype(bool)])
 
 

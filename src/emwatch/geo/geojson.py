@@ -62,7 +62,7 @@ def zone_from_feature(feature: Mapping[str, Any]) -> Zone:
     if len(scope) != 1:
         found = ", ".join(scope) or "none"
         raise ZoneError(f"exactly one of subject_id, group_id, jurisdiction_id must be set (found {found})")
-    (scope_key, scope_value), = scope.items()
+    ((scope_key, scope_value),) = scope.items()
     if not isinstance(scope_value, str) or not scope_value:
         raise ZoneError(f"{scope_key} must be a non-empty string")
     schedule = props.get("schedule")

@@ -128,8 +128,11 @@ class ZoneIndex:
             out[circ] = dist <= self.radius_m[zc]
         todo = np.flatnonzero(~self.is_circle[z])
         zp, x, y = z[todo], lon[todo], lat[todo]
-        in_box = (x >= self.min_lon[zp]) & (x <= self.max_lon[zp]) & (y >= self.min_lat[zp]) & (
-            y <= self.max_lat[zp]
+        in_box = (
+            (x >= self.min_lon[zp])
+            & (x <= self.max_lon[zp])
+            & (y >= self.min_lat[zp])
+            & (y <= self.max_lat[zp])
         )
         todo, zp = todo[in_box], zp[in_box]
         if len(self.interior_keys) and len(todo):

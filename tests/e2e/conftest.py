@@ -1,0 +1,145 @@
+"""The whole service running in-process on real Mosquitto and PostgreSQL, and helpers to drive it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+import httpx
+import orjson
+import pytest
+import uvicorn
+import websockets
+
+from emwatch.api.app import create_app
+from emwatch.embedded import free_port
+from emwatch.ingest.mqtt import make_client
+from emwatch.pipeline import Pipeline
+from emwatch.settings import Settings
+
+# A 0.02° square around (120.10, 30.30): the county a test subject must stay in.
+HOME_LON, HOME_LAT = 120.10, 30.30
+COUNTY = [[120.09, 30.29], [120.11, 30.29], [120.11, 30.31], [120.09, 30.31], [120.09, 30.29]]
+INSIDE = (120.10, 30.30)
+OUTSIDE = (120.20, 30.30)
+
+
+@dataclass
+class Service:
+    """A running emwatch plus clients for its HTTP API and its broker."""
+
+    base_url: str
+    ws_url: str
+    mqtt_url: str
+    http: httpx.AsyncClient
+    mqtt: aiomqtt.Client
+    pipeline: Pipeline
+
+    async def add_subject(self, *, exclusion: list[list[float]] | None = None) -> tuple[str, str]:
+        """A new subject with an ankle bracelet and the COUNTY inclusion zone; returns (subject, device)."""
+        tag = secrets.token_hex(4)
+        subject, device = f"s-{tag}", f"d-{tag}"
+        await self.ensure_jurisdiction()
+        r = await self.http.post("/api/subjects", json={"id": subject, "name": "Test", "jurisdiction_id": "j-test"})
+        assert r.status_code == 201, r.text
+        r = await self.http.post("/api/devices", json={"id": device, "kind": "ankle", "subject_id": subject})
+        assert r.status_code == 201, r.text
+        features = [_polygon_feature(f"z-{tag}-county", "inclusion", COUNTY, subject)]
+        if exclusion:
+            features.append(_polygon_feature(f"z-{tag}-victim", "exclusion", exclusion, subject))
+        r = await self.http.post("/api/zones", json={"type": "FeatureCollection", "features": features})
+        assert r.status_code == 201, r.text
+        return subject, device
+
+    async def ensure_jurisdiction(self) -> None:
+        r = await self.http.post("/api/jurisdictions", json={"id": "j-test", "name": "Test", "kind": "district"})
+        assert r.status_code in (201, 409), r.text
+
+    async def publish_fix(self, device: str, lon: float, lat: float, ts: int | None = None, **extra: Any) -> int:
+        ts = ts if ts is not None else now_ms()
+        payload = {"ts": ts, "lat": lat, "lon": lon, "acc": 8.0, **extra}
+        await self.mqtt.publish(f"em/v1/devices/{device}/fix", orjson.dumps(payload), qos=1)
+        return ts
+
+    async def publish_raw(self, topic: str, payload: bytes) -> None:
+        await self.mqtt.publish(topic, payload, qos=1)
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Wait until every message published so far has been received, evaluated and committed."""
+        # A marker message round-trips through the broker after everything published before it (QoS 1,
+        # one connection: in order); once it is counted and the pipeline is idle, all is committed.
+        before = self.pipeline.messages_received
+        await self.publish_raw("em/v1/devices/drain-marker/event", b"{}")
+        deadline = time.monotonic() + timeout
+        while not (self.pipeline.messages_received > before and self.pipeline.idle):
+            if time.monotonic() > deadline:
+                raise TimeoutError("pipeline did not drain")
+            await asyncio.sleep(0.01)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _polygon_feature(zone_id: str, kind: str, ring: list[list[float]], subject: str) -> dict[str, Any]:
+    return {
+        "type": "Feature", "id": zone_id,
+        "geometry": {"type": "Polygon", "coordinates": [ring]},
+        "properties": {"kind": kind, "name": zone_id, "subject_id": subject},
+    }
+
+
+@pytest.fixture(scope="session")
+async def service(database_url: str, mqtt_url: str) -> AsyncIterator[Service]:
+    port = free_port()
+    settings = Settings(
+        database_url=database_url, mqtt_url=mqtt_url, http_port=port, batch_max_ms=20,
+        mqtt_client_id=f"emwatch-test-{secrets.token_hex(4)}",
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets", timeout_graceful_shutdown=5))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "server failed to start"
+        await asyncio.sleep(0.02)
+    pipeline: Pipeline = app.state.services.pipeline
+    while not pipeline.mqtt_connected:
+        await asyncio.sleep(0.02)
+    base = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http, \
+            make_client(mqtt_url, f"test-pub-{secrets.token_hex(4)}", persistent=False) as mqtt:
+        yield Service(base, f"ws://127.0.0.1:{port}/ws/alerts", mqtt_url, http, mqtt, pipeline)
+    server.should_exit = True
+    await asyncio.wait_for(task, timeout=15)
+
+
+class FeedClient:
+    """A WebSocket feed client that keeps only one subject's events."""
+
+    def __init__(self, ws: websockets.ClientConnection, subject: str | None) -> None:
+        self.ws, self.subject = ws, subject
+
+    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = orjson.loads(await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic()))
+            if self.subject is None or message["subject_id"] == self.subject:
+                return dict(message)
+
+    async def expect_silence(self, seconds: float = 0.5) -> None:
+        with pytest.raises(TimeoutError):
+            message = await self.next(timeout=seconds)
+            pytest.fail(f"unexpected event {message}")
+
+
+@asynccontextmanager
+async def feed(service: Service, subject: str | None, since: int | None = None) -> AsyncIterator[FeedClient]:
+    url = service.ws_url + (f"?since={since}" if since is not None else "")
+    async with websockets.connect(url) as ws:
+        yield FeedClient(ws, subject)
