@@ -83,7 +83,8 @@ def cmd_demo(settings: Settings, subjects: int, speed: float) -> int:
             await asyncio.sleep(0.05)
         base = f"http://{configured.http_host}:{configured.http_port}"
         print(f"\n  emwatch demo running: API {base}/docs  feed ws://{configured.http_host}:"
-              f"{configured.http_port}/ws/alerts?since=0  metrics {base}/metrics\n  Ctrl-C stops.\n", flush=True)
+              f"{configured.http_port}/ws/alerts?since=0  metrics {base}/metrics\n  Ctrl-C stops.\n",
+              flush=True)
         assert configured.mqtt_url is not None
         sim = asyncio.create_task(run_simulation(
             api_url=base, mqtt_url=configured.mqtt_url, subjects=subjects, speed=speed,

@@ -8,7 +8,9 @@ MESSAGES_RECEIVED = Counter("emwatch_mqtt_messages_received_total", "MQTT messag
 FIXES_RECEIVED = Counter("emwatch_fixes_received_total", "Fixes decoded from MQTT")
 FIXES_INVALID = Counter("emwatch_fixes_invalid_total", "Messages or batch elements dead-lettered", ["reason"])
 FIXES_STORED = Counter("emwatch_fixes_stored_total", "Fixes newly stored (duplicates excluded)")
-FIXES_LATE = Counter("emwatch_fixes_late_total", "Fixes older than their device's latest (stored, not evaluated)")
+FIXES_LATE = Counter(
+    "emwatch_fixes_late_total", "Fixes older than their device's latest (stored, not evaluated)"
+)
 DEVICE_EVENTS = Counter("emwatch_device_events_total", "Device events stored")
 ALERT_EVENTS = Counter("emwatch_alert_events_total", "Alert events committed", ["rule", "type"])
 BATCH_SIZE = Histogram(

@@ -93,7 +93,9 @@ class Registry:
 
         index = ZoneIndex.build(zones, h3_resolution=h3_resolution)
         zone_jur = np.array([jur_index.get(z.jurisdiction_id or "", -1) for z in zones], dtype=np.int32)
-        shared = np.array([z.kind == "exclusion" and z.jurisdiction_id is not None for z in zones], dtype=bool)
+        shared = np.array(
+            [z.kind == "exclusion" and z.jurisdiction_id is not None for z in zones], dtype=bool
+        )
 
         # Pairs checked on every fix: all inclusion zones and the subject's own/group exclusion zones.
         by_subject: list[list[int]] = [[] for _ in active]

@@ -31,9 +31,13 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(1_048_576, description="Larger MQTT payloads are dead-lettered unparsed.")
     max_future_s: int = Field(300, description="A fix timestamped further in the future is rejected.")
     max_age_s: int = Field(7 * 86_400, description="A fix older than this is rejected.")
-    h3_resolution: int = Field(9, ge=0, le=15, description="H3 resolution of stored fix cells and zone index.")
+    h3_resolution: int = Field(
+        9, ge=0, le=15, description="H3 resolution of stored fix cells and zone index."
+    )
     feed_queue_max: int = Field(
         10_000, description="Events buffered per WebSocket client; past it the client is closed to resume."
     )
-    publish_alerts_mqtt: bool = Field(True, description="Also publish alerts on em/v1/alerts/{jur}/{subject}.")
+    publish_alerts_mqtt: bool = Field(
+        True, description="Also publish alerts on em/v1/alerts/{jur}/{subject}."
+    )
     log_level: str = Field("INFO", description="Python logging level.")

@@ -28,7 +28,9 @@ async def list_alerts(
 
 
 @router.post("/alerts/{alert_id}/ack")
-async def acknowledge(alert_id: int, svc: Svc, body: Annotated[AckIn | None, Body()] = None) -> dict[str, Any]:
+async def acknowledge(
+    alert_id: int, svc: Svc, body: Annotated[AckIn | None, Body()] = None
+) -> dict[str, Any]:
     """Acknowledge an alert; the acknowledgement goes out on the feed like any alert event."""
     actor = (body or AckIn()).actor
     try:
@@ -66,6 +68,7 @@ async def subject_track(
          "properties": {k: f[k] for k in ("device_id", "ts", "acc", "src", "batt")}}
         for f in fixes
     ]
-    line = {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[f["lon"], f["lat"]] for f in fixes]},
+    line = {"type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [[f["lon"], f["lat"]] for f in fixes]},
             "properties": {"subject_id": subject_id, "fixes": len(fixes)}}
     return {"type": "FeatureCollection", "features": [line, *points]}

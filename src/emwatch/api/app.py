@@ -57,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
         checks: dict[str, Any] = {"mqtt": svc.pipeline.mqtt_connected}
         try:
             checks["database"] = await svc.pool.fetchval("SELECT true", timeout=2)
-        except Exception as exc:  # noqa: BLE001 - any failure means unhealthy, reported as such
+        except Exception as exc:  # any failure means unhealthy, reported as such
             checks["database"] = False
             checks["database_error"] = str(exc)
         ok = bool(checks["mqtt"] and checks["database"])

@@ -23,10 +23,10 @@ REPLAY_PAGE = 5_000
 async def alert_feed(websocket: WebSocket) -> None:
     svc: Services = websocket.app.state.services
     raw_since = websocket.query_params.get("since")
+    await websocket.accept()  # accept first so a refusal can carry its reason in the close frame
     if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
         await websocket.close(code=1008, reason="since must be a non-negative integer seq")
         return
-    await websocket.accept()
     metrics.FEED_SUBSCRIBERS.inc()
     # Subscribe before reading history: whatever commits meanwhile is buffered, then de-duplicated by seq.
     with svc.feed.subscribe() as sub:

@@ -71,9 +71,9 @@ class AlertFeed:
             if ev.seq > self.last_seq:
                 self._held[ev.seq] = ev
         ready: list[AlertEvent] = []
-        while (ev := self._held.pop(self.last_seq + 1, None)) is not None:
-            ready.append(ev)
-            self.last_seq = ev.seq
+        while (nxt := self._held.pop(self.last_seq + 1, None)) is not None:
+            ready.append(nxt)
+            self.last_seq = nxt.seq
         if ready:
             for sub in self._subscribers:
                 sub.offer(ready)

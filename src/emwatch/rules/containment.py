@@ -9,14 +9,18 @@ from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 
 
-def subject_pairs(registry: Registry, subject: NDArray[np.int32]) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
+def subject_pairs(
+    registry: Registry, subject: NDArray[np.int32]
+) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
     """(row, zone) for the zones each row's subject is always checked against (CSR expansion)."""
     start = registry.pair_start[subject]
     rows, at = expand_runs(start, registry.pair_start[subject + 1] - start)
     return rows, registry.pair_zone[at]
 
 
-def expand_runs(start: NDArray[np.int64], count: NDArray[np.int64]) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
+def expand_runs(
+    start: NDArray[np.int64], count: NDArray[np.int64]
+) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
     """For runs [start[i], start[i] + count[i]): the owning i and the position of every element."""
     rows = np.repeat(np.arange(len(start), dtype=np.intp), count)
     within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
@@ -43,8 +47,12 @@ def evaluate_containment(
     keep = registry.shared_zone_applies(subj[pos_b], zone_b)
     rows_b, zone_b = pos_b[keep].astype(np.intp), zone_b[keep]
 
-    open_subject, open_zone = open_pairs
-    rows_c, zone_c = _rows_with_open_episodes(subj, open_subject, open_zone)
+    # A shared zone is re-checked on every fix of a subject with an episode open in it, or who came
+    # near it earlier in this batch: otherwise leaving it (no longer a candidate) would go unseen.
+    sticky_subject = np.concatenate([open_pairs[0], subj[rows_b]]).astype(np.int32)
+    sticky_zone = np.concatenate([open_pairs[1], zone_b]).astype(np.int32)
+    order = np.lexsort((sticky_zone, sticky_subject))
+    rows_c, zone_c = _rows_with_open_episodes(subj, sticky_subject[order], sticky_zone[order])
 
     rows = np.concatenate([rows_a, rows_b, rows_c])
     zones = np.concatenate([zone_a, zone_b, zone_c]).astype(np.int32)

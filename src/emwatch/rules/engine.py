@@ -54,7 +54,9 @@ class RuleEngine:
         ids.update(d for d, _, _ in batch.events if d not in index)
         return ids
 
-    def evaluate(self, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]) -> Evaluation:
+    def evaluate(
+        self, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
+    ) -> Evaluation:
         """Run the rules over one batch; fixes of unknown devices become dead letters."""
         registry = self.registry
         index = registry.device_index
@@ -97,6 +99,7 @@ def _fix_json(cols: FixColumns, i: int) -> bytes:
     """Re-encode one decoded fix for the dead-letter table (its raw bytes are gone by now)."""
     acc = float(cols.acc[i])
     return orjson.dumps({
-        "dev": cols.device_ids[i], "ts": int(cols.ts[i]), "lat": float(cols.lat[i]), "lon": float(cols.lon[i]),
+        "dev": cols.device_ids[i], "ts": int(cols.ts[i]),
+        "lat": float(cols.lat[i]), "lon": float(cols.lon[i]),
         "acc": None if acc != acc else acc, "src": SOURCE_NAMES[int(cols.src[i])],
     })

@@ -21,7 +21,8 @@ class NotFound(Exception):
 async def insert_row(pool: asyncpg.Pool, table: str, values: dict[str, Any]) -> dict[str, Any]:
     """Insert one registry row (table name from our own code, never from a request)."""
     cols = list(values)
-    sql = (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
+    sql = (f"INSERT INTO {table} ({', '.join(cols)})"
+           f" VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
            " RETURNING *")
     try:
         row = await pool.fetchrow(sql, *values.values())
@@ -50,7 +51,8 @@ async def insert_zones(pool: asyncpg.Pool, rows: list[dict[str, Any]]) -> None:
     async with pool.acquire() as conn, conn.transaction():
         for values in rows:
             cols = list(values)
-            sql = f"INSERT INTO zones ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
+            sql = (f"INSERT INTO zones ({', '.join(cols)})"
+                   f" VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})")
             try:
                 await conn.execute(sql, *values.values())
             except asyncpg.UniqueViolationError as exc:
@@ -112,14 +114,17 @@ async def acknowledge_alert(pool: asyncpg.Pool, alert_id: int, actor: str) -> di
             return {}
         seq = await conn.fetchval("SELECT coalesce(max(seq), 0) + 1 FROM alert_events")
         await conn.execute(
-            "INSERT INTO alert_events (seq, alert_id, type, ts, actor) VALUES ($1, $2, 'acknowledged', now(), $3)",
+            "INSERT INTO alert_events (seq, alert_id, type, ts, actor)"
+            " VALUES ($1, $2, 'acknowledged', now(), $3)",
             seq, alert_id, actor,
         )
     events = await alert_events_since(pool, seq - 1, limit=1)
     return events[0]
 
 
-async def track(pool: asyncpg.Pool, subject_id: str, start: datetime, end: datetime, limit: int) -> list[dict[str, Any]]:
+async def track(
+    pool: asyncpg.Pool, subject_id: str, start: datetime, end: datetime, limit: int
+) -> list[dict[str, Any]]:
     """A subject's fixes in [start, end), oldest first."""
     rows = await pool.fetch(
         "SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon, acc, src, batt, h3"
@@ -136,7 +141,8 @@ async def upsert_zones(pool: asyncpg.Pool, rows: list[dict[str, Any]]) -> int:
             cols = list(values)
             updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
             await conn.execute(
-                f"INSERT INTO zones ({', '.join(cols)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
+                f"INSERT INTO zones ({', '.join(cols)})"
+                f" VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})"
                 f" ON CONFLICT (id) DO UPDATE SET {updates}, version = zones.version + 1",
                 *values.values(),
             )

@@ -103,7 +103,8 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
             alert_id = ev.alert_id
         seq += 1
         await conn.execute(
-            "INSERT INTO alert_events (seq, alert_id, type, ts, lat, lon, actor) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO alert_events (seq, alert_id, type, ts, lat, lon, actor)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             seq, alert_id, ev.type, at, ev.lat, ev.lon, None,
         )
         out.append(dataclasses.replace(ev, seq=seq, alert_id=alert_id))
