@@ -89,7 +89,7 @@ async def test_oversized_payload_is_rejected_unparsed(service: Service) -> None:
 
 
 async def test_same_qos1_fix_delivered_twice_is_stored_once(service: Service) -> None:
-    subject, device = await service.add_subject()
+    _, device = await service.add_subject()
     ts = now_ms()
     for _ in range(2):  # what a broker redelivery after a lost PUBACK looks like to us
         await service.publish_fix(device, *INSIDE, ts=ts)
