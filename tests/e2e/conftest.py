@@ -103,7 +103,7 @@ async def service(database_url: str, mqtt_url: str) -> AsyncIterator[Service]:
         mqtt_client_id=f"emwatch-test-{secrets.token_hex(4)}",
     )
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve())
     while not server.started:
         assert not task.done(), "server failed to start"
