@@ -46,6 +46,7 @@ class FixBatch:
     subject: NDArray[np.int32]  # -1 for a device not assigned to a subject
     cell: NDArray[np.uint64]
     fresh: NDArray[np.bool_]  # newer than the device's latest evaluated fix
+    suspect: NDArray[np.bool_]  # implies impossible movement: kept, but no zone rule acts on it
 
     def __len__(self) -> int:
         return len(self.fixes)
@@ -53,15 +54,41 @@ class FixBatch:
 
 @dataclass(frozen=True, slots=True)
 class Observations:
-    """One row per evaluated (fix, zone) pair: is the subject in breach of that zone at that fix."""
+    """One row per rule check: was `subject` in breach of `rule` (for `zone`, -1 if none) at `ts`."""
 
-    fix: NDArray[np.intp]  # row in the FixBatch
     subject: NDArray[np.int32]
-    zone: NDArray[np.int32]
+    rule: NDArray[np.int16]  # code in rules.catalog.RULES
+    zone: NDArray[np.int32]  # -1 for rules that are not about a zone
+    device: NDArray[np.int32]
+    ts: NDArray[np.int64]
+    lat: NDArray[np.float64]  # NaN when the check had no position (a device event, a timer)
+    lon: NDArray[np.float64]
     breach: NDArray[np.bool_]
+    confirmed: NDArray[np.bool_]  # False: only possibly in breach (the accuracy circle straddles)
+
+    def __len__(self) -> int:
+        return len(self.subject)
+
+    @classmethod
+    def empty(cls) -> Observations:
+        return cls.concat([])
+
+    @classmethod
+    def concat(cls, parts: list[Observations]) -> Observations:
+        """All rows of `parts`, in order."""
+        def cat(name: str, dtype: type) -> NDArray[Any]:
+            if not parts:
+                return np.empty(0, dtype)
+            return np.concatenate([getattr(p, name) for p in parts]).astype(dtype)
+
+        return cls(
+            cat("subject", np.int32), cat("rule", np.int16), cat("zone", np.int32), cat("device", np.int32),
+            cat("ts", np.int64), cat("lat", np.float64), cat("lon", np.float64), cat("breach", np.bool_),
+            cat("confirmed", np.bool_),
+        )
 
 
-AlertEventType = Literal["alert", "cleared", "acknowledged"]
+AlertEventType = Literal["alert", "confirmed", "cleared", "acknowledged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +107,7 @@ class AlertEvent:
     severity: str
     seq: int = 0
     alert_id: int = 0
+    confidence: str = "confirmed"  # "possible" until an accurate fix confirms the breach
 
     def to_message(self) -> dict[str, Any]:
         """The wire shape on the WebSocket feed and MQTT alert topic (docs/protocol.md)."""
@@ -87,7 +115,7 @@ class AlertEvent:
             "seq": self.seq, "id": self.alert_id, "type": self.type, "rule": self.rule,
             "subject_id": self.subject_id, "jurisdiction_id": self.jurisdiction_id,
             "device_id": self.device_id, "zone_id": self.zone_id, "ts": self.ts,
-            "lat": self.lat, "lon": self.lon, "severity": self.severity,
+            "lat": self.lat, "lon": self.lon, "severity": self.severity, "confidence": self.confidence,
         }
 
     @classmethod

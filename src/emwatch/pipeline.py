@@ -6,24 +6,49 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 
 import aiomqtt
 import asyncpg
 import orjson
 
 from emwatch import metrics
-from emwatch.alerts.episodes import EpisodeBook
+from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.feed.hub import AlertFeed
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.mqtt import make_client, subscription_topics
 from emwatch.model import AlertEvent
-from emwatch.rules.engine import Evaluation, RuleEngine
+from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
 from emwatch.store import registry_source
-from emwatch.store.writer import commit_batch
+from emwatch.store.writer import commit_batch, write_alert_events
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time for the timer rules (signal_lost) to look at every device."""
+
+    now_ms: int
+
+
+def rule_config(settings: Settings) -> RuleConfig:
+    """Rule parameters from the settings."""
+    return RuleConfig(
+        h3_resolution=settings.h3_resolution, max_speed_kmh=settings.max_speed_kmh,
+        silence_limit_s=tuple(settings.silence_limit_s.items()),
+    )
+
+
+def debounce_policies(settings: Settings) -> dict[str, Debounce]:
+    """Zone rules wait for evidence (GPS jitter); device and timer rules act on the first report."""
+    zone = Debounce(
+        open_checks=settings.zone_open_fixes, open_ms=int(settings.zone_open_s * 1000),
+        clear_checks=settings.zone_clear_fixes, clear_ms=int(settings.zone_clear_s * 1000),
+    )
+    return {"zone_exit": zone, "zone_entry": zone}
 
 
 class Pipeline:
@@ -39,7 +64,7 @@ class Pipeline:
             max_future_ms=settings.max_future_s * 1000,
             max_age_ms=settings.max_age_s * 1000,
         )
-        self.batches: asyncio.Queue[IngestBatch] = asyncio.Queue(maxsize=settings.queue_max_batches)
+        self.batches: asyncio.Queue[IngestBatch | Tick] = asyncio.Queue(maxsize=settings.queue_max_batches)
         self._builder = BatchBuilder()
         self._config_dirty = True
         self._client: aiomqtt.Client | None = None
@@ -59,6 +84,7 @@ class Pipeline:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._consume_forever(), name="mqtt-consume")
                 tg.create_task(self._flush_on_time(), name="batch-timer")
+                tg.create_task(self._tick_forever(), name="rule-timer")
                 tg.create_task(self._process(), name="evaluate-commit-publish")
         finally:
             await listener.close()
@@ -71,8 +97,10 @@ class Pipeline:
     async def _load(self) -> None:
         registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
         if self.engine is None or self.episodes is None:
-            self.engine = RuleEngine(registry, self.settings.h3_resolution)
-            self.episodes = EpisodeBook(registry, await registry_source.load_open_episodes(self.pool))
+            self.engine = RuleEngine(registry, rule_config(self.settings))
+            self.episodes = EpisodeBook(
+                registry, await registry_source.load_open_episodes(self.pool), debounce_policies(self.settings)
+            )
         else:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
@@ -134,7 +162,10 @@ class Pipeline:
             metrics.QUEUE_DEPTH.set(self.batches.qsize())
             started = time.perf_counter()
             try:
-                await self.process_batch(batch)
+                if isinstance(batch, Tick):
+                    await self.process_tick(batch.now_ms)
+                else:
+                    await self.process_batch(batch)
             finally:
                 self._processing = False
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -154,12 +185,34 @@ class Pipeline:
         if self._config_dirty:
             await self._load()
         evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
-        alerts = self.episodes.update(evaluation.batch, evaluation.observations)
+        alerts = self.episodes.update(evaluation.observations)
         async with self.pool.acquire() as conn:
             stored, committed = await commit_batch(conn, evaluation, alerts)
         self.feed.publish(committed)
         await self._publish_alerts_mqtt(committed)
         _count(evaluation, stored, committed)
+        return committed
+
+    async def _tick_forever(self) -> None:
+        # Through the same queue as batches: timer alerts and fix alerts share one writer and order.
+        while True:
+            await asyncio.sleep(self.settings.rules_tick_s)
+            await self.batches.put(Tick(int(time.time() * 1000)))
+
+    async def process_tick(self, now_ms: int) -> list[AlertEvent]:
+        """Run the timer rules over all devices; commit and publish what they raise."""
+        assert self.engine is not None and self.episodes is not None
+        if self._config_dirty:
+            await self._load()
+        alerts = self.episodes.update(self.engine.tick(now_ms))
+        if not alerts:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            committed = await write_alert_events(conn, alerts)
+        self.feed.publish(committed)
+        await self._publish_alerts_mqtt(committed)
+        for ev in committed:
+            metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
         return committed
 
     async def _publish_alerts_mqtt(self, events: list[AlertEvent]) -> None:

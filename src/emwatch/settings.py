@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,3 +41,30 @@ class Settings(BaseSettings):
         True, description="Also publish alerts on em/v1/alerts/{jur}/{subject}."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    # -- rules (issue: the full supervision rule set) --
+    zone_open_fixes: int = Field(2, ge=1, description="Consecutive breaching fixes before a zone alert opens...")
+    zone_open_s: float = Field(60.0, ge=0, description="...or this many seconds in breach (0: count only).")
+    zone_clear_fixes: int = Field(3, ge=1, description="Consecutive compliant fixes before a zone alert clears...")
+    zone_clear_s: float = Field(120.0, ge=0, description="...or this many seconds back in compliance.")
+    silence_limit_s: dict[str, float] = Field(
+        {"high": 300.0, "medium": 900.0, "low": 1800.0},
+        description="脱管: a bracelet silent longer than this (by risk level) raises signal_lost.",
+    )
+    max_speed_kmh: float = Field(250.0, gt=0, description="Faster implied movement marks a fix suspect.")
+    rules_tick_s: float = Field(5.0, gt=0, description="How often timer rules (signal_lost) run over all devices.")
+    bootstrap_admin: str | None = Field(
+        None, description="`user:password` of an admin created at start when no such user exists yet."
+    )
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC key signing access/refresh tokens. Unset: random per process (logins end on restart)."
+    )
+    access_token_ttl_s: int = Field(900, ge=10, description="Lifetime of an access token.")
+    refresh_token_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of a (single-use) refresh token.")
+    escalate_after_min: dict[str, float] = Field(
+        {"critical": 5.0, "serious": 15.0, "warning": 60.0},
+        description="Unacknowledged this long (per severity), an alert escalates one jurisdiction level up.",
+    )
+    escalation_check_s: float = Field(15.0, gt=0, description="How often unacknowledged alerts are checked.")
+    map_tile_url: str | None = Field(
+        None, description="Map tile URL template for the page, e.g. https://tile.example/{z}/{x}/{y}.png."
+    )

@@ -1,37 +1,61 @@
-"""Alert episodes: a breach opens one alert, consecutive breaching fixes add nothing, compliance clears it."""
+"""Alert episodes: a breach opens one alert, further breaching checks add nothing, compliance clears it.
+
+Debounce: an episode opens after K consecutive breaching checks or T seconds in breach, and clears
+after its own (larger) K/T of compliance, so GPS jitter at a boundary does not flap. A *possible*
+breach (the accuracy circle straddles the zone) opens a possible alert that an accurate fix later
+upgrades in place (`confirmed` event) rather than duplicating.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emwatch.alerts.severity import severity_of
-from emwatch.model import AlertEvent, FixBatch, Observations
+from emwatch.model import AlertEvent, AlertEventType, Observations
 from emwatch.registry import Registry
-
-
-def rule_for(zone_is_inclusion: bool) -> str:
-    """The alert rule a zone kind raises."""
-    return "zone_exit" if zone_is_inclusion else "zone_entry"
+from emwatch.rules.catalog import RULES, ZONE_RULES
 
 
 @dataclass(frozen=True, slots=True)
 class EpisodeKey:
-    """Identity of an episode that survives registry reloads and restarts."""
+    """Identity of an episode that survives registry reloads and restarts ('' when no zone)."""
 
     subject_id: str
     rule: str
     zone_id: str
 
 
-class EpisodeBook:
-    """The set of open episodes, with a sorted (subject, zone) view for vectorized lookups."""
+@dataclass(frozen=True, slots=True)
+class Debounce:
+    """How much evidence opens and clears an episode of one rule."""
 
-    def __init__(self, registry: Registry, open_keys: Iterable[EpisodeKey] = ()) -> None:
-        self._open: set[EpisodeKey] = set(open_keys)
+    open_checks: int = 1
+    open_ms: int = 0  # 0: by count only
+    clear_checks: int = 1
+    clear_ms: int = 0
+
+    def due(self, count: int, since_ms: int, ts: int, *, opening: bool) -> bool:
+        checks, window = (self.open_checks, self.open_ms) if opening else (self.clear_checks, self.clear_ms)
+        return count >= checks or (window > 0 and ts - since_ms >= window)
+
+
+IMMEDIATE = Debounce()
+
+
+class EpisodeBook:
+    """Open episodes (with their confidence) and partial evidence towards opening or clearing one."""
+
+    def __init__(
+        self, registry: Registry, open_keys: Iterable[EpisodeKey] = (),
+        policies: Mapping[str, Debounce] | None = None,
+    ) -> None:
+        self._open: dict[EpisodeKey, str] = {k: "confirmed" for k in open_keys}
+        self._pending: dict[EpisodeKey, tuple[int, int]] = {}  # (consecutive checks, since ts)
+        self._policies = dict(policies or {})
         self.rebind(registry)
 
     @property
@@ -41,70 +65,96 @@ class EpisodeBook:
     def rebind(self, registry: Registry) -> None:
         """Recompute dense views after a registry change."""
         self.registry = registry
+        self._subject_index = {s: i for i, s in enumerate(registry.subject_ids)}
+        self._n_zones = len(registry.zones.zones) + 1
         self._refresh()
+
+    def _code_of(self, key: EpisodeKey) -> int | None:
+        subject = self._subject_index.get(key.subject_id)
+        zone = self.registry.zones.index_of.get(key.zone_id, -1) if key.zone_id else -1
+        if subject is None or key.rule not in RULES or (key.zone_id and zone < 0):
+            return None
+        return (subject * len(RULES) + RULES.index(key.rule)) * self._n_zones + zone + 1
+
+    def _codes(self, keys: Iterable[EpisodeKey]) -> NDArray[np.int64]:
+        return np.array(sorted(c for k in keys if (c := self._code_of(k)) is not None), dtype=np.int64)
 
     def _refresh(self) -> None:
-        subjects = {s: i for i, s in enumerate(self.registry.subject_ids)}
-        zones = self.registry.zones.index_of
-        pairs = sorted(
-            (subjects[k.subject_id], zones[k.zone_id])
+        self._open_codes = self._codes(self._open)
+        self._pending_codes = self._codes(self._pending)
+        self._possible_codes = self._codes(k for k, c in self._open.items() if c == "possible")
+        zone_open = [
+            (self._subject_index[k.subject_id], self.registry.zones.index_of[k.zone_id])
             for k in self._open
-            if k.subject_id in subjects and k.zone_id in zones
-        )
-        self.open_subject = np.array([p[0] for p in pairs], dtype=np.int32)
-        self.open_zone = np.array([p[1] for p in pairs], dtype=np.int32)
-        n_zones = max(len(self.registry.zones.zones), 1)
-        self._open_codes = self.open_subject.astype(np.int64) * n_zones + self.open_zone
+            if RULES.index(k.rule) in ZONE_RULES and self._code_of(k) is not None
+        ]
+        zone_open.sort()
+        self.open_subject = np.array([p[0] for p in zone_open], dtype=np.int32)
+        self.open_zone = np.array([p[1] for p in zone_open], dtype=np.int32)
 
     def open_pairs(self) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
-        """(subject, zone) of every open episode, sorted by subject."""
+        """(subject, zone) of every open zone episode, sorted by subject."""
         return self.open_subject, self.open_zone
 
-    def update(self, batch: FixBatch, obs: Observations) -> list[AlertEvent]:
-        """Turn observations into episode transitions, in event-time order within each episode."""
-        if len(obs.fix) == 0:
+    def update(self, obs: Observations) -> list[AlertEvent]:
+        """Turn checks into episode transitions, in event-time order within each episode."""
+        if len(obs) == 0:
             return []
-        registry = self.registry
-        n_zones = max(len(registry.zones.zones), 1)
-        code = obs.subject.astype(np.int64) * n_zones + obs.zone
-        ts = batch.fixes.ts[obs.fix]
-        order = np.lexsort((ts, code))
-        code, breach, fix, zone = code[order], obs.breach[order], obs.fix[order], obs.zone[order]
-
-        first = np.ones(len(code), dtype=bool)
-        first[1:] = code[1:] != code[:-1]
-        previous = np.empty_like(breach)
-        previous[1:] = breach[:-1]
-        previous[first] = np.isin(code[first], self._open_codes)
-        changed = np.flatnonzero(breach != previous)
-        if len(changed) == 0:
+        code = (obs.subject.astype(np.int64) * len(RULES) + obs.rule) * self._n_zones + obs.zone + 1
+        is_open = np.isin(code, self._open_codes)
+        # Most rows confirm the state we already have; only keys with news go to the scalar loop.
+        news = (obs.breach != is_open) | np.isin(code, self._pending_codes)
+        news |= is_open & obs.breach & obs.confirmed & np.isin(code, self._possible_codes)
+        if not news.any():
             return []
-
-        events: list[AlertEvent] = []
-        fixes = batch.fixes
-        for i in changed.tolist():
-            z = registry.zones.zones[int(zone[i])]
-            row = int(fix[i])
-            s_idx = int(batch.subject[row])
-            rule = rule_for(z.kind == "inclusion")
-            key = EpisodeKey(registry.subject_ids[s_idx], rule, z.id)
-            opening = bool(breach[i])
-            if opening:
-                self._open.add(key)
-            else:
-                self._open.discard(key)
-            events.append(AlertEvent(
-                type="alert" if opening else "cleared",
-                rule=rule,
-                subject_id=key.subject_id,
-                jurisdiction_id=registry.subject_jurisdiction[s_idx],
-                device_id=fixes.device_ids[row],
-                zone_id=z.id,
-                ts=int(fixes.ts[row]),
-                lat=float(fixes.lat[row]),
-                lon=float(fixes.lon[row]),
-                severity=severity_of(rule, registry.subject_risk[s_idx]),
-            ))
+        rows = np.flatnonzero(np.isin(code, np.unique(code[news])))
+        rows = rows[np.lexsort((obs.ts[rows], code[rows]))]
+        events = [ev for i in rows.tolist() if (ev := self._step(obs, i)) is not None]
         self._refresh()
-        events.sort(key=lambda e: e.ts)  # stable: one episode's open/clear order is kept
+        events.sort(key=lambda e: e.ts)  # stable: one episode's own order is kept
         return events
+
+    def _step(self, obs: Observations, i: int) -> AlertEvent | None:
+        registry = self.registry
+        rule = RULES[int(obs.rule[i])]
+        zone = int(obs.zone[i])
+        subject = int(obs.subject[i])
+        zone_id = registry.zones.zones[zone].id if zone >= 0 else ""
+        key = EpisodeKey(registry.subject_ids[subject], rule, zone_id)
+        policy = self._policies.get(rule, IMMEDIATE)
+        ts, breach, confirmed = int(obs.ts[i]), bool(obs.breach[i]), bool(obs.confirmed[i])
+        state = self._open.get(key)
+        if state is None and not breach:
+            self._pending.pop(key, None)
+            return None
+        if state is not None and breach:
+            self._pending.pop(key, None)
+            if confirmed and state == "possible":
+                self._open[key] = "confirmed"
+                return self._event("confirmed", key, obs, i, "confirmed")
+            return None
+        count, since = self._pending.get(key, (0, ts))
+        if not policy.due(count + 1, since, ts, opening=state is None):
+            self._pending[key] = (count + 1, since)
+            return None
+        self._pending.pop(key, None)
+        if state is None:
+            confidence = "confirmed" if confirmed else "possible"
+            self._open[key] = confidence
+            return self._event("alert", key, obs, i, confidence)
+        del self._open[key]
+        return self._event("cleared", key, obs, i, state)
+
+    def _event(
+        self, kind: AlertEventType, key: EpisodeKey, obs: Observations, i: int, confidence: str
+    ) -> AlertEvent:
+        registry = self.registry
+        subject = int(obs.subject[i])
+        lat, lon = float(obs.lat[i]), float(obs.lon[i])
+        return AlertEvent(
+            type=kind, rule=key.rule, subject_id=key.subject_id,
+            jurisdiction_id=registry.subject_jurisdiction[subject],
+            device_id=registry.device_ids[int(obs.device[i])], zone_id=key.zone_id or None,
+            ts=int(obs.ts[i]), lat=None if lat != lat else lat, lon=None if lon != lon else lon,
+            severity=severity_of(key.rule, registry.subject_risk[subject]), confidence=confidence,
+        )

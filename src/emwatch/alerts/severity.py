@@ -7,6 +7,13 @@ SEVERITY: dict[str, dict[str, str]] = {
     "zone_exit": {"high": "critical", "medium": "critical", "low": "serious"},
     # Entering a prohibited place (特定场所), e.g. a victim's home or a school.
     "zone_entry": {"high": "critical", "medium": "critical", "low": "critical"},
+    # A cut strap means the bracelet may no longer be on the person: always the most urgent.
+    "strap_tamper": {"high": "critical", "medium": "critical", "low": "critical"},
+    "case_tamper": {"high": "critical", "medium": "serious", "low": "serious"},
+    "battery_low": {"high": "warning", "medium": "warning", "low": "warning"},
+    # 脱管: silence is the violation the law names; how fast it matters follows the risk level.
+    "signal_lost": {"high": "critical", "medium": "serious", "low": "serious"},
+    "location_anomaly": {"high": "serious", "medium": "serious", "low": "warning"},
 }
 
 

@@ -7,6 +7,8 @@ from numpy.typing import NDArray
 
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
+from emwatch.rules.accuracy import accuracy_m, classify
+from emwatch.rules.catalog import ZONE_ENTRY, ZONE_EXIT
 
 
 def subject_pairs(
@@ -32,12 +34,12 @@ def evaluate_containment(
     batch: FixBatch,
     open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
 ) -> Observations:
-    """Observe breach/no-breach for every relevant (fix, zone) pair of the fresh wearable fixes.
+    """Observe breach/no-breach for every relevant (fix, zone) pair of the fresh, trusted wearable fixes.
 
     Relevant: the subject's inclusion and own/group exclusion zones, the shared exclusion zones
     whose H3 cover holds the fix, and any zone with an open episode (so leaving it is seen).
     """
-    eligible = batch.fresh & (batch.subject >= 0) & registry.device_wearable[batch.device]
+    eligible = batch.fresh & ~batch.suspect & (batch.subject >= 0) & registry.device_wearable[batch.device]
     rows_all = np.flatnonzero(eligible)
     subj = batch.subject[rows_all]
 
@@ -62,9 +64,17 @@ def evaluate_containment(
         rows, zones = rows[first], zones[first]
 
     fix = rows_all[rows]
-    inside = registry.zones.contains(zones, batch.fixes.lon[fix], batch.fixes.lat[fix], batch.cell[fix])
-    breach = np.where(registry.zones.kind_is_inclusion[zones], ~inside, inside)
-    return Observations(fix=fix, subject=batch.subject[fix], zone=zones, breach=breach)
+    f = batch.fixes
+    lon, lat = f.lon[fix], f.lat[fix]
+    inside = registry.zones.contains(zones, lon, lat, batch.cell[fix])
+    breach, confirmed = classify(
+        registry.zones, zones, lon, lat, inside, accuracy_m(f.acc[fix], f.src[fix]), f.src[fix]
+    )
+    rule = np.where(registry.zones.kind_is_inclusion[zones], ZONE_EXIT, ZONE_ENTRY).astype(np.int16)
+    return Observations(
+        subject=batch.subject[fix], rule=rule, zone=zones, device=batch.device[fix], ts=f.ts[fix],
+        lat=lat, lon=lon, breach=breach, confirmed=confirmed,
+    )
 
 
 def _rows_with_open_episodes(

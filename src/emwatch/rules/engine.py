@@ -14,14 +14,27 @@ from emwatch.ingest.decode import DeadLetter
 from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
+from emwatch.rules.accuracy import accuracy_m
 from emwatch.rules.containment import evaluate_containment
+from emwatch.rules.device_events import evaluate_device_events
+from emwatch.rules.movement import anomaly_checks, suspect_fixes
+from emwatch.rules.signal import heard_from, signal_checks, silence_limits_ms
 
 NEVER = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True, slots=True)
+class RuleConfig:
+    """Rule parameters that do not depend on the registry."""
+
+    h3_resolution: int = 9
+    max_speed_kmh: float = 250.0
+    silence_limit_s: tuple[tuple[str, float], ...] = (("high", 300.0), ("medium", 900.0), ("low", 1800.0))
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
-    """What the rules made of one batch: fixes to store, observations to turn into episodes."""
+    """What the rules made of one batch: fixes to store, checks to turn into episodes."""
 
     batch: FixBatch
     events: list[tuple[str, DeviceEvent, bytes]]
@@ -29,23 +42,47 @@ class Evaluation:
     observations: Observations
 
 
-class RuleEngine:
-    """Holds the registry snapshot and per-device state (latest evaluated fix time) as arrays."""
+class DeviceState:
+    """Per-device state as arrays indexed by the registry's dense device number."""
 
-    def __init__(self, registry: Registry, h3_resolution: int) -> None:
-        self.registry = registry
-        self.h3_resolution = h3_resolution
-        self.last_ts = np.full(len(registry.device_ids), NEVER, dtype=np.int64)
+    def __init__(self, n: int) -> None:
+        self.last_ts = np.full(n, NEVER, dtype=np.int64)  # newest fix evaluated
+        self.last_seen = np.full(n, NEVER, dtype=np.int64)  # newest fix or event of any kind
+        self.last_lat = np.full(n, np.nan)  # newest trusted position
+        self.last_lon = np.full(n, np.nan)
+        self.last_pos_ts = np.full(n, NEVER, dtype=np.int64)
+
+    def remapped(self, old_index: dict[str, int], new_ids: list[str]) -> DeviceState:
+        """The same state for a new registry's device numbering (new devices start empty)."""
+        out = DeviceState(len(new_ids))
+        pairs = [(n, o) for n, d in enumerate(new_ids) if (o := old_index.get(d)) is not None]
+        if pairs:
+            to = np.array([p[0] for p in pairs], dtype=np.intp)
+            source = np.array([p[1] for p in pairs], dtype=np.intp)
+            for name in ("last_ts", "last_seen", "last_lat", "last_lon", "last_pos_ts"):
+                getattr(out, name)[to] = getattr(self, name)[source]
+        return out
+
+
+class RuleEngine:
+    """Holds the registry snapshot and device state; `evaluate` runs per batch, `tick` on a timer."""
+
+    def __init__(self, registry: Registry, config: RuleConfig | int = RuleConfig()) -> None:
+        self.config = config if isinstance(config, RuleConfig) else RuleConfig(h3_resolution=config)
+        self.h3_resolution = self.config.h3_resolution
+        self._install(registry, DeviceState(len(registry.device_ids)))
+
+    def _install(self, registry: Registry, state: DeviceState) -> None:
+        self.registry, self.state = registry, state
+        self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
+
+    @property
+    def last_ts(self) -> NDArray[np.int64]:
+        return self.state.last_ts
 
     def replace_registry(self, registry: Registry) -> None:
         """Swap in a new snapshot, carrying each device's state over by its id."""
-        old_index = self.registry.device_index
-        last_ts = np.full(len(registry.device_ids), NEVER, dtype=np.int64)
-        for new_idx, device_id in enumerate(registry.device_ids):
-            old_idx = old_index.get(device_id)
-            if old_idx is not None:
-                last_ts[new_idx] = self.last_ts[old_idx]
-        self.registry, self.last_ts = registry, last_ts
+        self._install(registry, self.state.remapped(self.registry.device_index, registry.device_ids))
 
     def unknown_devices(self, batch: IngestBatch) -> set[str]:
         """Device ids in the batch that the current registry does not know."""
@@ -58,7 +95,7 @@ class RuleEngine:
         self, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
     ) -> Evaluation:
         """Run the rules over one batch; fixes of unknown devices become dead letters."""
-        registry = self.registry
+        registry, state = self.registry, self.state
         index = registry.device_index
         cols = batch.fixes
         device = np.fromiter((index.get(d, -1) for d in cols.device_ids), dtype=np.int32, count=len(cols))
@@ -66,8 +103,8 @@ class RuleEngine:
         known = device >= 0
         if not known.all():
             for i in np.flatnonzero(~known).tolist():
-                dead.append(DeadLetter(f"em/v1/devices/{cols.device_ids[i]}/fix", _fix_json(cols, i),
-                                       "unknown device"))
+                topic = f"em/v1/devices/{cols.device_ids[i]}/fix"
+                dead.append(DeadLetter(topic, _fix_json(cols, i), "unknown device"))
         events = []
         for device_id, event, raw in batch.events:
             if device_id in index:
@@ -77,29 +114,57 @@ class RuleEngine:
 
         # Event-time order per device, so a burst of buffered fixes is read as it happened.
         rows = np.flatnonzero(known)
-        order = np.lexsort((cols.ts[rows], device[rows]))
-        rows = rows[order]
+        rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
         fixes = cols.take(rows)
         device = device[rows]
-        fresh = fixes.ts > self.last_ts[device]
-        if len(device):
-            np.maximum.at(self.last_ts, device, fixes.ts)
-        fix_batch = FixBatch(
-            fixes=fixes,
-            device=device,
-            subject=registry.device_subject[device],
-            cell=cells_for(fixes.lat, fixes.lon, self.h3_resolution),
-            fresh=fresh,
+        fresh = fixes.ts > state.last_ts[device]
+        staged = FixBatch(
+            fixes=fixes, device=device, subject=registry.device_subject[device],
+            cell=cells_for(fixes.lat, fixes.lon, self.h3_resolution), fresh=fresh,
+            suspect=np.zeros(len(device), dtype=bool),
         )
-        observations = evaluate_containment(registry, fix_batch, open_pairs)
+        radius = accuracy_m(fixes.acc, fixes.src)
+        suspect = suspect_fixes(
+            staged, radius, state.last_lat, state.last_lon, state.last_pos_ts, self.config.max_speed_kmh / 3.6
+        )
+        fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect)
+        self._remember(fix_batch, events)
+
+        event_device = np.array([index[d] for d, _, _ in events], dtype=np.int32)
+        event_ts = np.array([e.ts for _, e, _ in events], dtype=np.int64)
+        observations = Observations.concat([
+            evaluate_containment(registry, fix_batch, open_pairs),
+            evaluate_device_events(registry, events),
+            anomaly_checks(fix_batch, suspect, registry.device_wearable),
+            heard_from(
+                registry, np.concatenate([device, event_device]), np.concatenate([fixes.ts, event_ts])
+            ),
+        ])
         return Evaluation(batch=fix_batch, events=events, dead=dead, observations=observations)
+
+    def _remember(self, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]]) -> None:
+        state, f = self.state, batch.fixes
+        if len(batch):
+            np.maximum.at(state.last_ts, batch.device, f.ts)
+            np.maximum.at(state.last_seen, batch.device, f.ts)
+            # Last trusted fresh fix per device (rows are sorted by device, ts: the last row wins).
+            ok = np.flatnonzero(batch.fresh & ~batch.suspect)
+            state.last_lat[batch.device[ok]] = f.lat[ok]
+            state.last_lon[batch.device[ok]] = f.lon[ok]
+            state.last_pos_ts[batch.device[ok]] = f.ts[ok]
+        for device_id, event, _ in events:
+            d = self.registry.device_index[device_id]
+            state.last_seen[d] = max(state.last_seen[d], event.ts)
+
+    def tick(self, now_ms: int) -> Observations:
+        """Timer rules over every device at once (脱管 / signal_lost)."""
+        return signal_checks(self.registry, self.state.last_seen, self._silence_ms, now_ms)
 
 
 def _fix_json(cols: FixColumns, i: int) -> bytes:
     """Re-encode one decoded fix for the dead-letter table (its raw bytes are gone by now)."""
     acc = float(cols.acc[i])
     return orjson.dumps({
-        "dev": cols.device_ids[i], "ts": int(cols.ts[i]),
-        "lat": float(cols.lat[i]), "lon": float(cols.lon[i]),
-        "acc": None if acc != acc else acc, "src": SOURCE_NAMES[int(cols.src[i])],
+        "dev": cols.device_ids[i], "ts": int(cols.ts[i]), "lat": float(cols.lat[i]),
+        "lon": float(cols.lon[i]), "acc": None if acc != acc else acc, "src": SOURCE_NAMES[int(cols.src[i])],
     })

@@ -84,9 +84,10 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
         at = ms_to_datetime(ev.ts)
         if ev.type == "alert":
             alert_id = await conn.fetchval(
-                "INSERT INTO alerts (rule, subject_id, device_id, zone_id, severity, opened_at, lat, lon)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
+                "INSERT INTO alerts (rule, subject_id, device_id, zone_id, severity, opened_at, lat, lon,"
+                " confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id",
                 ev.rule, ev.subject_id, ev.device_id, ev.zone_id, ev.severity, at, ev.lat, ev.lon,
+                ev.confidence,
             )
             if alert_id is None:  # already open (state rebuilt late): the episode continues, no new event
                 continue
@@ -96,6 +97,15 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
                 " WHERE subject_id = $1 AND rule = $2 AND coalesce(zone_id, '') = coalesce($3, '')"
                 " AND cleared_at IS NULL RETURNING id",
                 ev.subject_id, ev.rule, ev.zone_id, at,
+            )
+            if alert_id is None:
+                continue
+        elif ev.type == "confirmed":  # a possible alert upgraded in place, not a second alert
+            alert_id = await conn.fetchval(
+                "UPDATE alerts SET confidence = 'confirmed'"
+                " WHERE subject_id = $1 AND rule = $2 AND coalesce(zone_id, '') = coalesce($3, '')"
+                " AND cleared_at IS NULL RETURNING id",
+                ev.subject_id, ev.rule, ev.zone_id,
             )
             if alert_id is None:
                 continue

@@ -1,0 +1,5 @@
+-- The full rule set: alert confidence (possible → confirmed), suspect fixes.
+
+ALTER TABLE alerts ADD COLUMN confidence text NOT NULL DEFAULT 'confirmed'
+    CHECK (confidence IN ('possible', 'confirmed'));
+ALTER TABLE fixes ADD COLUMN suspect boolean NOT NULL DEFAULT false;

@@ -1,0 +1,80 @@
+"""A small supervised world for rule tests: one subject, a bracelet, a phone, a county, a school, a victim."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import shapely
+
+from emwatch.alerts.episodes import Debounce, EpisodeBook, EpisodeKey
+from emwatch.geo.zones import Zone
+from emwatch.ingest.batcher import BatchBuilder
+from emwatch.ingest.decode import Decoded
+from emwatch.ingest.protocol import DeviceEvent, Fix
+from emwatch.model import AlertEvent
+from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
+from emwatch.rules.engine import RuleConfig, RuleEngine
+
+COUNTY = Zone("county", "inclusion", shapely.box(120.0, 30.0, 120.2, 30.2), jurisdiction_id="j1")
+SCHOOL = Zone("school", "exclusion", shapely.box(120.10, 30.10, 120.11, 30.11), jurisdiction_id="j1")
+VICTIM = Zone("victim", "exclusion", shapely.Point(120.05, 30.05), radius_m=200, subject_id="s1")
+POSITIONS = {
+    "in": (120.02, 30.02), "in2": (120.021, 30.021), "out": (120.5, 30.5), "school": (120.105, 30.105),
+    "victim": (120.05, 30.0505),
+    "edge_out": (120.2003, 30.1), "near_school": (120.0997, 30.105), "far": (121.5, 30.1),
+}
+T0 = 1_000_000_000
+
+
+def registry() -> Registry:
+    return Registry.build(
+        [JurisdictionRow("j0", None), JurisdictionRow("j1", "j0")],
+        [SubjectRow("s1", "j1", "high")],
+        [DeviceRow("ankle-1", "ankle", "s1"), DeviceRow("phone-1", "phone", "s1")],
+        [COUNTY, SCHOOL, VICTIM],
+        h3_resolution=9,
+    )
+
+
+@dataclass
+class World:
+    """Rule engine + episode book driven by fixes, events and clock ticks; collects alert events."""
+
+    policies: dict[str, Debounce] = field(default_factory=dict)
+    open_keys: list[EpisodeKey] = field(default_factory=list)
+    # Zone tests teleport between far-apart places; only the movement tests use a real speed limit.
+    config: RuleConfig = field(default_factory=lambda: RuleConfig(max_speed_kmh=1e12))
+    events: list[AlertEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        reg = registry()
+        self.engine = RuleEngine(reg, self.config)
+        self.book = EpisodeBook(reg, self.open_keys, self.policies)
+
+    def send(self, *messages: tuple[int, str] | tuple[int, str, dict[str, object]],
+             device: str = "ankle-1") -> list[AlertEvent]:
+        """One batch of fixes `(seconds, position)` or `(seconds, position, {acc/src...})`, or events
+        `(seconds, "event:<type>")`."""
+        builder = BatchBuilder()
+        for message in messages:
+            seconds, what = message[0], message[1]
+            extra = message[2] if len(message) > 2 else {}  # type: ignore[misc]
+            ts = T0 + int(seconds * 1000)
+            if what.startswith("event:"):
+                builder.add(Decoded(events=[(device, DeviceEvent(ts=ts, type=what[6:]), b"{}")]))  # type: ignore[arg-type]
+            else:
+                lon, lat = POSITIONS[what]
+                builder.add(Decoded(fixes=[(device, Fix(ts=ts, lat=lat, lon=lon, **extra))]))  # type: ignore[arg-type]
+        evaluation = self.engine.evaluate(builder.build(), self.book.open_pairs())
+        new = self.book.update(evaluation.observations)
+        self.events += new
+        return new
+
+    def tick(self, seconds: float) -> list[AlertEvent]:
+        new = self.book.update(self.engine.tick(T0 + int(seconds * 1000)))
+        self.events += new
+        return new
+
+    def summary(self) -> list[tuple[str, str, str, float]]:
+        """(type, rule, zone, seconds) of every alert event so far."""
+        return [(e.type, e.rule, e.zone_id or "", (e.ts - T0) / 1000) for e in self.events]
