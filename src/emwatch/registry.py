@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 
 from emwatch.geo.zone_index import ZoneIndex
 from emwatch.geo.zones import Zone
+from emwatch.rules.schedule import ScheduleTable
 
 WEARABLE_KINDS = frozenset({"ankle", "wrist"})
 
@@ -59,6 +60,7 @@ class Registry:
     shared_mask: NDArray[np.bool_]  # shared exclusion zones, found through the H3 cover index
     subject_ancestors: NDArray[np.int32]  # (subjects, depth) jurisdiction path, -1 padded
     zone_jurisdiction: NDArray[np.int32]  # -1 unless the zone is jurisdiction-scoped
+    schedules: ScheduleTable  # zones with time windows (curfews); the rest are always in force
 
     @classmethod
     def build(
@@ -132,7 +134,15 @@ class Registry:
             shared_mask=shared,
             subject_ancestors=ancestors,
             zone_jurisdiction=zone_jur,
+            schedules=ScheduleTable.build([z.schedule for z in zones]),
         )
+
+    def scheduled_inclusion_pairs(self) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+        """(subject, zone) for every curfew-like zone: a scheduled inclusion zone a subject must be in."""
+        subject = np.repeat(np.arange(len(self.subject_ids), dtype=np.int32), np.diff(self.pair_start))
+        zone = self.pair_zone
+        keep = self.schedules.scheduled[zone] & self.zones.kind_is_inclusion[zone]
+        return subject[keep], zone[keep]
 
     def shared_zone_applies(self, subject: NDArray[np.int32], zone: NDArray[np.int32]) -> NDArray[np.bool_]:
         """Whether each shared zone's jurisdiction is the subject's own or one of its ancestors."""

@@ -23,15 +23,21 @@ POSITIONS = {
     "victim": (120.05, 30.0505),
     "edge_out": (120.2003, 30.1), "near_school": (120.0997, 30.105), "far": (121.5, 30.1),
 }
-T0 = 1_000_000_000
+T0 = 1_000_000_000  # 1970-01-12 21:46:40 in Asia/Shanghai: curfew (22:00) starts at T0 + 800 s
 
 
-def registry() -> Registry:
+HOME = Zone(  # must be at home 22:00-06:00 local (Asia/Shanghai); "in2" is home, "in" is 150 m away
+    "home", "inclusion", shapely.box(120.0205, 30.0205, 120.0215, 30.0215), subject_id="s1",
+    schedule={"windows": [{"start": "22:00", "end": "06:00"}]},
+)
+
+
+def registry(zones: list[Zone] | None = None) -> Registry:
     return Registry.build(
         [JurisdictionRow("j0", None), JurisdictionRow("j1", "j0")],
         [SubjectRow("s1", "j1", "high")],
         [DeviceRow("ankle-1", "ankle", "s1"), DeviceRow("phone-1", "phone", "s1")],
-        [COUNTY, SCHOOL, VICTIM],
+        zones if zones is not None else [COUNTY, SCHOOL, VICTIM],
         h3_resolution=9,
     )
 
@@ -45,9 +51,10 @@ class World:
     # Zone tests teleport between far-apart places; only the movement tests use a real speed limit.
     config: RuleConfig = field(default_factory=lambda: RuleConfig(max_speed_kmh=1e12))
     events: list[AlertEvent] = field(default_factory=list)
+    zones: list[Zone] | None = None
 
     def __post_init__(self) -> None:
-        reg = registry()
+        reg = registry(self.zones)
         self.engine = RuleEngine(reg, self.config)
         self.book = EpisodeBook(reg, self.open_keys, self.policies)
 

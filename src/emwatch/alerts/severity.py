@@ -14,6 +14,8 @@ SEVERITY: dict[str, dict[str, str]] = {
     # 脱管: silence is the violation the law names; how fast it matters follows the risk level.
     "signal_lost": {"high": "critical", "medium": "serious", "low": "serious"},
     "location_anomaly": {"high": "serious", "medium": "serious", "low": "warning"},
+    "curfew_violation": {"high": "critical", "medium": "serious", "low": "serious"},
+    "permit_overdue": {"high": "critical", "medium": "serious", "low": "serious"},
 }
 
 

@@ -10,6 +10,8 @@ RULES: tuple[str, ...] = (
     "battery_low",
     "signal_lost",       # 脱管: no fix and no heartbeat for too long
     "location_anomaly",  # physically impossible movement: jamming or spoofing suspected
+    "curfew_violation",  # outside a scheduled inclusion zone (home at night) while it is in force
+    "permit_overdue",    # not back inside the usual zones when a leave permit (外出请假) ended
 )
 RULE_CODE: dict[str, int] = {name: code for code, name in enumerate(RULES)}
 
@@ -20,4 +22,6 @@ CASE_TAMPER = RULE_CODE["case_tamper"]
 BATTERY_LOW = RULE_CODE["battery_low"]
 SIGNAL_LOST = RULE_CODE["signal_lost"]
 LOCATION_ANOMALY = RULE_CODE["location_anomaly"]
-ZONE_RULES = frozenset({ZONE_EXIT, ZONE_ENTRY})
+CURFEW_VIOLATION = RULE_CODE["curfew_violation"]
+PERMIT_OVERDUE = RULE_CODE["permit_overdue"]
+ZONE_RULES = frozenset({ZONE_EXIT, ZONE_ENTRY, CURFEW_VIOLATION})

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m, classify
-from emwatch.rules.catalog import ZONE_ENTRY, ZONE_EXIT
+from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
 
 
 def subject_pairs(
@@ -27,6 +27,13 @@ def expand_runs(
     rows = np.repeat(np.arange(len(start), dtype=np.intp), count)
     within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
     return rows, np.repeat(start, count) + within
+
+
+def zone_rule(registry: Registry, zone: NDArray[np.int32]) -> NDArray[np.int16]:
+    """The rule a zone enforces: curfew for a scheduled inclusion zone, else exit/entry by kind."""
+    inclusion = registry.zones.kind_is_inclusion[zone]
+    curfew = inclusion & registry.schedules.scheduled[zone]
+    return np.where(curfew, CURFEW_VIOLATION, np.where(inclusion, ZONE_EXIT, ZONE_ENTRY)).astype(np.int16)
 
 
 def evaluate_containment(
@@ -70,7 +77,9 @@ def evaluate_containment(
     breach, confirmed = classify(
         registry.zones, zones, lon, lat, inside, accuracy_m(f.acc[fix], f.src[fix]), f.src[fix]
     )
-    rule = np.where(registry.zones.kind_is_inclusion[zones], ZONE_EXIT, ZONE_ENTRY).astype(np.int16)
+    # A zone outside its time window binds nobody: the check reads "compliant" (and so clears).
+    breach &= registry.schedules.active(zones, f.ts[fix])
+    rule = zone_rule(registry, zones)
     return Observations(
         subject=batch.subject[fix], rule=rule, zone=zones, device=batch.device[fix], ts=f.ts[fix],
         lat=lat, lon=lon, breach=breach, confirmed=confirmed,

@@ -16,6 +16,7 @@ from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
 from emwatch.rules.containment import evaluate_containment
+from emwatch.rules.curfew import curfew_checks, subject_bracelets
 from emwatch.rules.device_events import evaluate_device_events
 from emwatch.rules.movement import anomaly_checks, suspect_fixes
 from emwatch.rules.signal import heard_from, signal_checks, silence_limits_ms
@@ -75,6 +76,7 @@ class RuleEngine:
     def _install(self, registry: Registry, state: DeviceState) -> None:
         self.registry, self.state = registry, state
         self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
+        self._bracelet = subject_bracelets(registry)
 
     @property
     def last_ts(self) -> NDArray[np.int64]:
@@ -157,8 +159,16 @@ class RuleEngine:
             state.last_seen[d] = max(state.last_seen[d], event.ts)
 
     def tick(self, now_ms: int) -> Observations:
-        """Timer rules over every device at once (脱管 / signal_lost)."""
-        return signal_checks(self.registry, self.state.last_seen, self._silence_ms, now_ms)
+        """Timer rules over every device at once: 脱管 (signal_lost) and curfews."""
+        state = self.state
+        return Observations.concat([
+            signal_checks(self.registry, state.last_seen, self._silence_ms, now_ms),
+            # A position is as good as the bracelet's silence limit allows: older, it proves nothing.
+            curfew_checks(
+                self.registry, self._bracelet, state.last_lat, state.last_lon, state.last_pos_ts,
+                self._silence_ms, now_ms,
+            ),
+        ])
 
 
 def _fix_json(cols: FixColumns, i: int) -> bytes:

@@ -1,0 +1,50 @@
+"""Curfew: a scheduled inclusion zone (home 22:00-06:00) checked by fixes and by a clock tick."""
+
+from __future__ import annotations
+
+import pytest
+
+from emwatch.rules.engine import RuleConfig
+from tests.rules.harness import COUNTY, HOME, World
+
+WINDOW_OPENS = 800  # seconds after T0: 22:00 local
+WINDOW_CLOSES = WINDOW_OPENS + 8 * 3600
+
+
+def world() -> World:
+    return World(zones=[COUNTY, HOME], config=RuleConfig(max_speed_kmh=1e12))
+
+
+def curfew(w: World) -> list[tuple[str, str, float]]:
+    return [(e.type, e.confidence, (e.ts - 1_000_000_000) / 1000) for e in w.events if e.rule == "curfew_violation"]
+
+
+@pytest.mark.parametrize(("script", "expected"), [
+    # At home before 22:00 and still reporting: nothing.
+    ([("fix", 700, "in2"), ("tick", 810)], []),
+    # Out before 22:00 is allowed; still out when the window opens: the clock catches it.
+    ([("fix", 100, "in"), ("fix", 700, "in"), ("tick", 810)], [("alert", "confirmed", 810)]),
+    # A bracelet that sends nothing at all still gets a (possible) curfew violation.
+    ([("tick", 810)], [("alert", "possible", 810)]),
+    # Back home clears it.
+    ([("fix", 700, "in"), ("tick", 810), ("fix", 900, "in2")], [("alert", "confirmed", 810), ("cleared", "confirmed", 900)]),
+    # Leaving home during the window: the fix itself opens the episode, the tick does not duplicate it.
+    ([("fix", 850, "in2"), ("tick", 860), ("fix", 1000, "in"), ("tick", 1010)], [("alert", "confirmed", 1000)]),
+    # The window closing ends the obligation.
+    ([("fix", 700, "in"), ("tick", 810), ("tick", WINDOW_CLOSES + 5)], [("alert", "confirmed", 810), ("cleared", "confirmed", WINDOW_CLOSES + 5)]),
+])
+def test_curfew(script: list[tuple[str, int] | tuple[str, int, str]], expected: list[tuple[str, str, float]]) -> None:
+    w = world()
+    for step in script:
+        if step[0] == "tick":
+            w.tick(step[1])
+        else:
+            w.send((step[1], step[2]))  # type: ignore[misc]
+    assert curfew(w) == expected
+
+
+def test_outside_home_by_day_is_not_a_curfew_breach() -> None:
+    w = world()
+    w.send((0, "in"), (300, "in"))
+    w.tick(400)
+    assert curfew(w) == [] and w.events == []
