@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from emwatch.geo.zone_index import ZoneIndex
 from emwatch.geo.zones import Zone
+from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow, PermitTable
 from emwatch.rules.schedule import ScheduleTable
 
 WEARABLE_KINDS = frozenset({"ankle", "wrist"})
@@ -33,6 +34,17 @@ class DeviceRow:
     id: str
     kind: str
     subject_id: str | None
+    protects_subject_id: str | None = None  # kind 'victim': the subject it keeps away
+
+
+@dataclass(frozen=True, slots=True)
+class ContactBanRow:
+    """Two subjects forbidden to meet (禁止接触特定的人): within radius_m for min_seconds is a breach."""
+
+    subject_a: str
+    subject_b: str
+    radius_m: float
+    min_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +73,14 @@ class Registry:
     subject_ancestors: NDArray[np.int32]  # (subjects, depth) jurisdiction path, -1 padded
     zone_jurisdiction: NDArray[np.int32]  # -1 unless the zone is jurisdiction-scoped
     schedules: ScheduleTable  # zones with time windows (curfews); the rest are always in force
+    permits: PermitTable  # approved leave permits (外出请假)
+    permit_destination: NDArray[np.bool_]  # zones only a permit puts in force
+    # Proximity rules: the subject each victim device protects (-1: none), and contact bans.
+    device_protects: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
+    ban_a: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
+    ban_b: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
+    ban_radius_m: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    ban_min_ms: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
 
     @classmethod
     def build(
@@ -70,6 +90,8 @@ class Registry:
         devices: Sequence[DeviceRow],
         zones: Sequence[Zone],
         h3_resolution: int,
+        bans: Sequence[ContactBanRow] = (),
+        permits: Sequence[PermitRow] = (),
     ) -> Registry:
         """Index everything densely; only active subjects are monitored."""
         active = [s for s in subjects if s.status == "active"]
@@ -78,9 +100,14 @@ class Registry:
         parent = {j.id: j.parent_id for j in jurisdictions}
 
         device_ids = [d.id for d in devices]
-        device_subject = np.array(
-            [subject_index.get(d.subject_id, -1) if d.subject_id else -1 for d in devices], dtype=np.int32
-        )
+        supervised = [d.subject_id if d.kind != "victim" else None for d in devices]
+        protected = [d.protects_subject_id if d.kind == "victim" else None for d in devices]
+        device_subject = np.array([subject_index.get(s, -1) if s else -1 for s in supervised], dtype=np.int32)
+        protects = np.array([subject_index.get(s, -1) if s else -1 for s in protected], dtype=np.int32)
+        live_bans = [
+            b for b in bans if b.subject_a in subject_index and b.subject_b in subject_index
+            and b.subject_a != b.subject_b
+        ]
         wearable = np.array([d.kind in WEARABLE_KINDS for d in devices], dtype=np.bool_)
 
         depth = 8
@@ -103,7 +130,10 @@ class Registry:
         by_subject: list[list[int]] = [[] for _ in active]
         by_group: dict[str, list[int]] = {}
         by_jur: dict[int, list[int]] = {}
+        destination = np.array([z.properties.get("role") == PERMIT_DESTINATION for z in zones], dtype=bool)
         for z_idx, z in enumerate(zones):
+            if destination[z_idx]:
+                continue
             if z.subject_id is not None and z.subject_id in subject_index:
                 by_subject[subject_index[z.subject_id]].append(z_idx)
             elif z.group_id is not None:
@@ -135,6 +165,13 @@ class Registry:
             subject_ancestors=ancestors,
             zone_jurisdiction=zone_jur,
             schedules=ScheduleTable.build([z.schedule for z in zones]),
+            permits=PermitTable.build(permits, subject_index, index.index_of),
+            permit_destination=destination,
+            device_protects=protects,
+            ban_a=np.array([subject_index[b.subject_a] for b in live_bans], dtype=np.int32),
+            ban_b=np.array([subject_index[b.subject_b] for b in live_bans], dtype=np.int32),
+            ban_radius_m=np.array([b.radius_m for b in live_bans], dtype=np.float64),
+            ban_min_ms=np.array([b.min_seconds * 1000 for b in live_bans], dtype=np.int64),
         )
 
     def scheduled_inclusion_pairs(self) -> tuple[NDArray[np.int32], NDArray[np.int32]]:

@@ -12,8 +12,9 @@ from emwatch.ingest.batcher import BatchBuilder
 from emwatch.ingest.decode import Decoded
 from emwatch.ingest.protocol import DeviceEvent, Fix
 from emwatch.model import AlertEvent
-from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
+from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.engine import RuleConfig, RuleEngine
+from emwatch.rules.permits import PermitRow
 
 COUNTY = Zone("county", "inclusion", shapely.box(120.0, 30.0, 120.2, 30.2), jurisdiction_id="j1")
 SCHOOL = Zone("school", "exclusion", shapely.box(120.10, 30.10, 120.11, 30.11), jurisdiction_id="j1")
@@ -23,6 +24,8 @@ POSITIONS = {
     "victim": (120.05, 30.0505),
     "edge_out": (120.2003, 30.1), "near_school": (120.0997, 30.105), "far": (121.5, 30.1),
 }
+# Due north of "in" by so many metres (a degree of latitude is 111,195 m on the authalic sphere).
+POSITIONS.update({f"in_n{m}": (120.02, 30.02 + m / 111_195) for m in (50, 300, 700, 1500, 5000)})
 T0 = 1_000_000_000  # 1970-01-12 21:46:40 in Asia/Shanghai: curfew (22:00) starts at T0 + 800 s
 
 
@@ -32,13 +35,21 @@ HOME = Zone(  # must be at home 22:00-06:00 local (Asia/Shanghai); "in2" is home
 )
 
 
-def registry(zones: list[Zone] | None = None) -> Registry:
+def registry(
+    zones: list[Zone] | None = None, permits: list[PermitRow] | None = None,
+    bans: list[ContactBanRow] | None = None,
+) -> Registry:
+    """With `bans` (even empty): also subject s2 (bracelet ankle-2) and victim-1, who is protected from s1."""
+    pairs = bans is not None
     return Registry.build(
         [JurisdictionRow("j0", None), JurisdictionRow("j1", "j0")],
-        [SubjectRow("s1", "j1", "high")],
-        [DeviceRow("ankle-1", "ankle", "s1"), DeviceRow("phone-1", "phone", "s1")],
+        [SubjectRow("s1", "j1", "high")] + ([SubjectRow("s2", "j1", "medium")] if pairs else []),
+        [DeviceRow("ankle-1", "ankle", "s1"), DeviceRow("phone-1", "phone", "s1")]
+        + ([DeviceRow("ankle-2", "ankle", "s2"), DeviceRow("victim-1", "victim", None, "s1")] if pairs else []),
         zones if zones is not None else [COUNTY, SCHOOL, VICTIM],
         h3_resolution=9,
+        permits=permits or [],
+        bans=bans or [],
     )
 
 
@@ -52,9 +63,11 @@ class World:
     config: RuleConfig = field(default_factory=lambda: RuleConfig(max_speed_kmh=1e12))
     events: list[AlertEvent] = field(default_factory=list)
     zones: list[Zone] | None = None
+    permits: list[PermitRow] | None = None
+    bans: list[ContactBanRow] | None = None  # not None: a second subject and a victim device too
 
     def __post_init__(self) -> None:
-        reg = registry(self.zones)
+        reg = registry(self.zones, self.permits, self.bans)
         self.engine = RuleEngine(reg, self.config)
         self.book = EpisodeBook(reg, self.open_keys, self.policies)
 

@@ -12,6 +12,9 @@ RULES: tuple[str, ...] = (
     "location_anomaly",  # physically impossible movement: jamming or spoofing suspected
     "curfew_violation",  # outside a scheduled inclusion zone (home at night) while it is in force
     "permit_overdue",    # not back inside the usual zones when a leave permit (外出请假) ended
+    "device_separation",  # 人机分离: the bracelet and its paired phone are no longer on one person
+    "victim_proximity",  # inside the moving exclusion circle around a protected victim's device
+    "subject_contact",   # two subjects forbidden to meet were together for too long
 )
 RULE_CODE: dict[str, int] = {name: code for code, name in enumerate(RULES)}
 
@@ -25,3 +28,6 @@ LOCATION_ANOMALY = RULE_CODE["location_anomaly"]
 CURFEW_VIOLATION = RULE_CODE["curfew_violation"]
 PERMIT_OVERDUE = RULE_CODE["permit_overdue"]
 ZONE_RULES = frozenset({ZONE_EXIT, ZONE_ENTRY, CURFEW_VIOLATION})
+DEVICE_SEPARATION = RULE_CODE["device_separation"]
+VICTIM_PROXIMITY = RULE_CODE["victim_proximity"]
+SUBJECT_CONTACT = RULE_CODE["subject_contact"]

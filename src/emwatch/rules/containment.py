@@ -9,6 +9,7 @@ from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m, classify
 from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
+from emwatch.rules.permits import apply_permits, permit_zone_in_force
 
 
 def subject_pairs(
@@ -40,6 +41,7 @@ def evaluate_containment(
     registry: Registry,
     batch: FixBatch,
     open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
+    permit_returned: NDArray[np.bool_] | None = None,
 ) -> Observations:
     """Observe breach/no-breach for every relevant (fix, zone) pair of the fresh, trusted wearable fixes.
 
@@ -63,8 +65,11 @@ def evaluate_containment(
     order = np.lexsort((sticky_zone, sticky_subject))
     rows_c, zone_c = _rows_with_open_episodes(subj, sticky_subject[order], sticky_zone[order])
 
-    rows = np.concatenate([rows_a, rows_b, rows_c])
-    zones = np.concatenate([zone_a, zone_b, zone_c]).astype(np.int32)
+    permits = registry.permits
+    rows_d, zone_d = permits.destinations(subj, batch.fixes.ts[rows_all])
+
+    rows = np.concatenate([rows_a, rows_b, rows_c, rows_d])
+    zones = np.concatenate([zone_a, zone_b, zone_c, zone_d]).astype(np.int32)
     if len(rows):
         n_zones = max(len(registry.zones.zones), 1)
         _, first = np.unique(rows.astype(np.int64) * n_zones + zones, return_index=True)
@@ -77,11 +82,23 @@ def evaluate_containment(
     breach, confirmed = classify(
         registry.zones, zones, lon, lat, inside, accuracy_m(f.acc[fix], f.src[fix]), f.src[fix]
     )
+    ts, subject = f.ts[fix], batch.subject[fix]
     # A zone outside its time window binds nobody: the check reads "compliant" (and so clears).
-    breach &= registry.schedules.active(zones, f.ts[fix])
+    breach &= registry.schedules.active(zones, ts)
+    destination = registry.permit_destination[zones]
+    if destination.any():
+        breach[destination] &= permit_zone_in_force(
+            permits, subject[destination], zones[destination], ts[destination]
+        )
     rule = zone_rule(registry, zones)
+    if len(permits.ids):
+        returned = permit_returned if permit_returned is not None else np.zeros(len(permits.ids), dtype=bool)
+        usual = rule == ZONE_EXIT
+        rule, breach = apply_permits(
+            permits, returned, subject, zones, ts, rule, breach, usual & ~destination
+        )
     return Observations(
-        subject=batch.subject[fix], rule=rule, zone=zones, device=batch.device[fix], ts=f.ts[fix],
+        subject=subject, rule=rule, zone=zones, device=batch.device[fix], ts=ts,
         lat=lat, lon=lon, breach=breach, confirmed=confirmed,
     )
 

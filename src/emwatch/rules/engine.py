@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -15,10 +15,14 @@ from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
+from emwatch.rules.catalog import PERMIT_OVERDUE
 from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.curfew import curfew_checks, subject_bracelets
 from emwatch.rules.device_events import evaluate_device_events
 from emwatch.rules.movement import anomaly_checks, suspect_fixes
+from emwatch.rules.pair_state import PairState
+from emwatch.rules.proximity import ProximityConfig, evaluate_proximity
+from emwatch.rules.separation import SeparationConfig, evaluate_separation
 from emwatch.rules.signal import heard_from, signal_checks, silence_limits_ms
 
 NEVER = np.iinfo(np.int64).min
@@ -31,6 +35,8 @@ class RuleConfig:
     h3_resolution: int = 9
     max_speed_kmh: float = 250.0
     silence_limit_s: tuple[tuple[str, float], ...] = (("high", 300.0), ("medium", 900.0), ("low", 1800.0))
+    separation: SeparationConfig = field(default_factory=SeparationConfig)
+    proximity: ProximityConfig = field(default_factory=ProximityConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +78,16 @@ class RuleEngine:
         self.config = config if isinstance(config, RuleConfig) else RuleConfig(h3_resolution=config)
         self.h3_resolution = self.config.h3_resolution
         self._install(registry, DeviceState(len(registry.device_ids)))
+        separation = self.config.separation
+        self.pairs = PairState(  # separation and proximity state, carried by id on reload
+            registry, separation.move_m, int(separation.diverge_s * 1000), self.config.proximity.h3_resolution
+        )
 
     def _install(self, registry: Registry, state: DeviceState) -> None:
         self.registry, self.state = registry, state
         self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
         self._bracelet = subject_bracelets(registry)
+        self._returned: dict[int, bool] = getattr(self, "_returned", {})  # permit id → back inside since
 
     @property
     def last_ts(self) -> NDArray[np.int64]:
@@ -84,6 +95,7 @@ class RuleEngine:
 
     def replace_registry(self, registry: Registry) -> None:
         """Swap in a new snapshot, carrying each device's state over by its id."""
+        self.pairs = self.pairs.remapped(registry)
         self._install(registry, self.state.remapped(self.registry.device_index, registry.device_ids))
 
     def unknown_devices(self, batch: IngestBatch) -> set[str]:
@@ -131,18 +143,37 @@ class RuleEngine:
         )
         fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect)
         self._remember(fix_batch, events)
+        self.pairs.observe(fix_batch, radius, events)
 
         event_device = np.array([index[d] for d, _, _ in events], dtype=np.int32)
         event_ts = np.array([e.ts for _, e, _ in events], dtype=np.int64)
         observations = Observations.concat([
-            evaluate_containment(registry, fix_batch, open_pairs),
+            self._permit_checks(
+                evaluate_containment(registry, fix_batch, open_pairs, self._permit_returned())
+            ),
             evaluate_device_events(registry, events),
             anomaly_checks(fix_batch, suspect, registry.device_wearable),
+            evaluate_separation(registry, self.pairs, fix_batch, events, self.config.separation),
+            evaluate_proximity(registry, self.pairs, fix_batch, self.config.proximity),
             heard_from(
                 registry, np.concatenate([device, event_device]), np.concatenate([fixes.ts, event_ts])
             ),
         ])
         return Evaluation(batch=fix_batch, events=events, dead=dead, observations=observations)
+
+    def _permit_returned(self) -> NDArray[np.bool_]:
+        ids = self.registry.permits.ids.tolist()
+        return np.array([self._returned.get(i, False) for i in ids], dtype=bool)
+
+    def _permit_checks(self, obs: Observations) -> Observations:
+        """Remember permits whose subject has been seen back inside (overdue checks that comply)."""
+        back = np.flatnonzero((obs.rule == PERMIT_OVERDUE) & ~obs.breach)
+        if len(back):
+            permits = self.registry.permits
+            for p in permits.latest_started(obs.subject[back], obs.ts[back]).tolist():
+                if p >= 0:
+                    self._returned[int(permits.ids[p])] = True
+        return obs
 
     def _remember(self, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]]) -> None:
         state, f = self.state, batch.fixes

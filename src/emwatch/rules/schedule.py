@@ -124,7 +124,8 @@ class ScheduleTable:
         hi = np.searchsorted(wz, zone[rows], side="right")
         count = hi - lo
         owner = np.repeat(rows, count)
-        window = order[np.repeat(lo, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))]
+        within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        window = order[np.repeat(lo, count) + within]
         minute = self._minute_of_week(ts_ms[owner], self.window_tz[window])
         # Minutes since the window's start, wrapping around the week (Sunday night → Monday morning).
         inside = (minute - self.window_start[window]) % MINUTES_PER_WEEK < self.window_length[window]

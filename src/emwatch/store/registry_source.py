@@ -9,7 +9,8 @@ import asyncpg
 from emwatch.alerts.episodes import EpisodeKey
 from emwatch.geo.geojson import zone_from_feature, zone_to_feature
 from emwatch.geo.zones import Zone
-from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
+from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
+from emwatch.rules.permits import PermitRow
 
 
 def zone_feature_from_row(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -50,11 +51,35 @@ async def load_registry(pool: asyncpg.Pool, h3_resolution: int) -> Registry:
             for r in await conn.fetch("SELECT id, jurisdiction_id, risk_level, groups, status FROM subjects")
         ]
         devices = [
-            DeviceRow(r["id"], r["kind"], r["subject_id"])
-            for r in await conn.fetch("SELECT id, kind, subject_id FROM devices ORDER BY id")
+            DeviceRow(r["id"], r["kind"], r["subject_id"], r["protects_subject_id"])
+            for r in await conn.fetch(
+                "SELECT id, kind, subject_id, protects_subject_id FROM devices ORDER BY id"
+            )
         ]
         zones = await load_zones(conn)
-    return Registry.build(jurisdictions, subjects, devices, zones, h3_resolution)
+        bans = [
+            ContactBanRow(r["subject_a"], r["subject_b"], r["radius_m"], r["min_seconds"])
+            for r in await conn.fetch(
+                "SELECT subject_a, subject_b, radius_m, min_seconds FROM subject_contact_bans"
+            )
+        ]
+        permits = await load_permits(conn)
+    return Registry.build(jurisdictions, subjects, devices, zones, h3_resolution, bans, permits)
+
+
+async def load_permits(conn: asyncpg.Connection | asyncpg.Pool) -> list[PermitRow]:
+    """Approved permits that still matter: running, upcoming, or ended within the last week."""
+    rows = await conn.fetch(
+        "SELECT id, subject_id, (extract(epoch FROM starts_at) * 1000)::bigint AS starts_ms,"
+        " (extract(epoch FROM ends_at) * 1000)::bigint AS ends_ms, grace_s, zone_ids FROM permits"
+        " WHERE status = 'approved' AND ends_at > now() - interval '7 days'"
+    )
+    return [
+        PermitRow(
+            r["id"], r["subject_id"], r["starts_ms"], r["ends_ms"], r["grace_s"] * 1000, tuple(r["zone_ids"])
+        )
+        for r in rows
+    ]
 
 
 async def load_open_episodes(pool: asyncpg.Pool) -> list[EpisodeKey]:

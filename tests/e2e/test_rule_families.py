@@ -1,0 +1,76 @@
+"""One end-to-end check per rule family, through real MQTT into the service and out on the WebSocket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from tests.e2e.conftest import INSIDE, OUTSIDE, Service, feed, now_ms
+
+
+async def test_strap_cut_alerts_and_closing_it_clears(service: Service) -> None:
+    subject, device = await service.add_subject()
+    async with feed(service, subject) as client:
+        t0 = now_ms()
+        await service.publish_raw(f"em/v1/devices/{device}/event", orjson.dumps({"ts": t0, "type": "strap_open"}))
+        alert = await client.next()
+        assert (alert["type"], alert["rule"], alert["severity"], alert["device_id"]) == (
+            "alert", "strap_tamper", "critical", device)
+        await service.publish_raw(f"em/v1/devices/{device}/event", orjson.dumps({"ts": t0 + 1, "type": "strap_closed"}))
+        cleared = await client.next()
+        assert (cleared["type"], cleared["id"]) == ("cleared", alert["id"])
+
+
+async def test_silent_bracelet_raises_signal_lost_on_the_clock(service: Service) -> None:
+    subject, device = await service.add_subject()
+    async with feed(service, subject) as client:
+        # Last heard from 20 minutes ago: past the medium-risk limit (15 min); the timer notices.
+        await service.publish_fix(device, *INSIDE, ts=now_ms() - 20 * 60_000)
+        alert = await client.next(timeout=15)
+        assert (alert["type"], alert["rule"]) == ("alert", "signal_lost")
+        await service.publish_fix(device, *INSIDE)
+        cleared = await client.next()
+        assert (cleared["type"], cleared["rule"]) == ("cleared", "signal_lost")
+
+
+async def test_approved_permit_allows_the_trip_and_revoking_it_restores_the_county(service: Service) -> None:
+    subject, device = await service.add_subject()
+    trip = {
+        "type": "Feature", "id": f"trip-{subject}",
+        "geometry": {"type": "Polygon", "coordinates": [[[120.15, 30.25], [120.25, 30.25], [120.25, 30.35],
+                                                         [120.15, 30.35], [120.15, 30.25]]]},
+        "properties": {"kind": "inclusion", "subject_id": subject, "role": "permit_destination"},
+    }
+    assert (await service.http.post("/api/zones", json=trip)).status_code == 201
+    now = datetime.now(UTC)
+    r = await service.http.post("/api/permits", json={
+        "subject_id": subject, "starts_at": (now - timedelta(hours=1)).isoformat(),
+        "ends_at": (now + timedelta(hours=1)).isoformat(), "zone_ids": [trip["id"]], "reason": "hospital visit",
+    })
+    assert r.status_code == 201, r.text
+    permit = r.json()
+    assert permit["status"] == "requested"
+    r = await service.http.post(f"/api/permits/{permit['id']}/approve")
+    assert r.status_code == 200 and r.json()["approved_by"], r.text
+
+    async with feed(service, subject) as client:
+        await service.publish_fix(device, *OUTSIDE)  # OUTSIDE lies in the trip's destination
+        await service.drain()
+        await client.expect_silence()
+
+        r = await service.http.post(f"/api/permits/{permit['id']}/revoke")
+        assert r.status_code == 200 and r.json()["status"] == "revoked"
+        await service.publish_fix(device, OUTSIDE[0], OUTSIDE[1] + 1e-4)
+        alert = await client.next()
+        assert (alert["type"], alert["rule"], alert["zone_id"]) == ("alert", "zone_exit", f"z-{device[2:]}-county")
+
+
+async def test_permit_with_an_ordinary_zone_as_destination_is_refused(service: Service) -> None:
+    subject, device = await service.add_subject()
+    now = datetime.now(UTC)
+    r = await service.http.post("/api/permits", json={
+        "subject_id": subject, "starts_at": now.isoformat(), "ends_at": (now + timedelta(hours=1)).isoformat(),
+        "zone_ids": [f"z-{device[2:]}-county"],
+    })
+    assert r.status_code == 422 and "permit_destination" in r.text
