@@ -65,6 +65,8 @@ class Observations:
     lon: NDArray[np.float64]
     breach: NDArray[np.bool_]
     confirmed: NDArray[np.bool_]  # False: only possibly in breach (the accuracy circle straddles)
+    # Sparse evidence for the alert a row may open, by row number (separation, proximity rules).
+    detail: dict[int, dict[str, Any]] | None = None
 
     def __len__(self) -> int:
         return len(self.subject)
@@ -81,10 +83,16 @@ class Observations:
                 return np.empty(0, dtype)
             return np.concatenate([getattr(p, name) for p in parts]).astype(dtype)
 
+        detail: dict[int, dict[str, Any]] = {}
+        offset = 0
+        for p in parts:
+            if p.detail:
+                detail.update((offset + i, d) for i, d in p.detail.items())
+            offset += len(p)
         return cls(
             cat("subject", np.int32), cat("rule", np.int16), cat("zone", np.int32), cat("device", np.int32),
             cat("ts", np.int64), cat("lat", np.float64), cat("lon", np.float64), cat("breach", np.bool_),
-            cat("confirmed", np.bool_),
+            cat("confirmed", np.bool_), detail=detail or None,
         )
 
 
@@ -108,6 +116,8 @@ class AlertEvent:
     seq: int = 0
     alert_id: int = 0
     confidence: str = "confirmed"  # "possible" until an accurate fix confirms the breach
+    late: bool = False  # found in fixes that arrived after newer ones (buffered while out of coverage)
+    data: dict[str, Any] | None = None  # the rule's evidence (separation score, distances), if any
 
     def to_message(self) -> dict[str, Any]:
         """The wire shape on the WebSocket feed and MQTT alert topic (docs/protocol.md)."""
@@ -116,7 +126,8 @@ class AlertEvent:
             "subject_id": self.subject_id, "jurisdiction_id": self.jurisdiction_id,
             "device_id": self.device_id, "zone_id": self.zone_id, "ts": self.ts,
             "lat": self.lat, "lon": self.lon, "severity": self.severity, "confidence": self.confidence,
-        }
+            "late": self.late,
+        } | ({"data": self.data} if self.data is not None else {})
 
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> AlertEvent:

@@ -42,13 +42,22 @@ def rule_config(settings: Settings) -> RuleConfig:
     )
 
 
+# Two-device rules: one stray fix must not open a separation alert; the proximity rules open at once
+# (a victim's safety; contact has its own dwell time) and, like separation, clear after two checks.
+PAIR_RULE_DEBOUNCE = {
+    "device_separation": Debounce(open_checks=2, clear_checks=2),
+    "victim_proximity": Debounce(clear_checks=2),
+    "subject_contact": Debounce(clear_checks=2),
+}
+
+
 def debounce_policies(settings: Settings) -> dict[str, Debounce]:
     """Zone rules wait for evidence (GPS jitter); device and timer rules act on the first report."""
     zone = Debounce(
         open_checks=settings.zone_open_fixes, open_ms=int(settings.zone_open_s * 1000),
         clear_checks=settings.zone_clear_fixes, clear_ms=int(settings.zone_clear_s * 1000),
     )
-    return {"zone_exit": zone, "zone_entry": zone, "curfew_violation": zone}
+    return {"zone_exit": zone, "zone_entry": zone, "curfew_violation": zone} | PAIR_RULE_DEBOUNCE
 
 
 class Pipeline:
@@ -95,6 +104,8 @@ class Pipeline:
         self._config_dirty = True
 
     async def _load(self) -> None:
+        # Clear the flag before reading: a NOTIFY that arrives while we read must trigger another load.
+        self._config_dirty = False
         registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
         if self.engine is None or self.episodes is None:
             self.engine = RuleEngine(registry, rule_config(self.settings))
@@ -104,7 +115,6 @@ class Pipeline:
         else:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
-        self._config_dirty = False
         metrics.REGISTRY_RELOADS.inc()
         log.info("registry loaded: %d devices, %d subjects, %d zones",
                  len(registry.device_ids), len(registry.subject_ids), len(registry.zones.zones))
@@ -186,6 +196,7 @@ class Pipeline:
             await self._load()
         evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
         alerts = self.episodes.update(evaluation.observations)
+        alerts += self.episodes.late_episodes(evaluation.late_observations)
         async with self.pool.acquire() as conn:
             stored, committed = await commit_batch(conn, evaluation, alerts)
         self.feed.publish(committed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +16,15 @@ import orjson
 import pytest
 import uvicorn
 import websockets
+from fastapi import FastAPI
 
 from emwatch.api.app import create_app
 from emwatch.embedded import free_port
 from emwatch.ingest.mqtt import make_client
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
+
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-test-password"
 
 # A 0.02° square around (120.10, 30.30): the county a test subject must stay in.
 HOME_LON, HOME_LAT = 120.10, 30.30
@@ -37,9 +40,27 @@ class Service:
     base_url: str
     ws_url: str
     mqtt_url: str
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # authenticated as the bootstrap admin
     mqtt: aiomqtt.Client
     pipeline: Pipeline
+    token: str  # the admin's access token, for the WebSocket feed
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """POST /api/auth/login; returns the token response."""
+        r = await self.http.post("/api/auth/login", json={"username": username, "password": password},
+                                 headers={"Authorization": ""})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    async def add_user(self, username: str, role: str, jurisdiction_id: str | None = "j-test",
+                       password: str = "password-123") -> httpx.AsyncClient:
+        """Create a user (as admin) and return an HTTP client logged in as them; the caller closes it."""
+        r = await self.http.post("/api/users", json={"username": username, "password": password, "role": role,
+                                                     "jurisdiction_id": jurisdiction_id})
+        assert r.status_code == 201, r.text
+        tokens = await self.login(username, password)
+        return httpx.AsyncClient(base_url=self.base_url, timeout=10,
+                                 headers={"Authorization": f"Bearer {tokens['access_token']}"})
 
     async def add_subject(self, *, exclusion: list[list[float]] | None = None) -> tuple[str, str]:
         """A new subject with an ankle bracelet and the COUNTY inclusion zone; returns (subject, device)."""
@@ -97,12 +118,26 @@ def _polygon_feature(zone_id: str, kind: str, ring: list[list[float]], subject: 
 
 @pytest.fixture(scope="session")
 async def service(database_url: str, mqtt_url: str) -> AsyncIterator[Service]:
+    async with running_service(database_url, mqtt_url) as (svc, _):
+        yield svc
+
+
+@asynccontextmanager
+async def running_service(
+    database_url: str, mqtt_url: str, clock: Callable[[], float] = time.time, **overrides: Any
+) -> AsyncIterator[tuple[Service, FastAPI]]:
+    """Start the whole service on a free port (settings `overrides` win); yields it and its ASGI app."""
     port = free_port()
     settings = Settings(
         database_url=database_url, mqtt_url=mqtt_url, http_port=port, batch_max_ms=20,
         mqtt_client_id=f"emwatch-test-{secrets.token_hex(4)}",
-    )
-    app = create_app(settings)
+        bootstrap_admin=f"{ADMIN_USER}:{ADMIN_PASSWORD}", access_token_ttl_s=6 * 3600,
+        # One fix opens/clears a zone episode and tests may teleport: debounce and the speed limit
+        # are specified by the rule tests (tests/rules, tests/alerts), not here.
+        zone_open_fixes=1, zone_open_s=0, zone_clear_fixes=1, zone_clear_s=0, max_speed_kmh=1e9,
+        rules_tick_s=0.5,
+    ).model_copy(update=overrides)
+    app = create_app(settings, clock)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio", timeout_graceful_shutdown=5))
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -114,7 +149,11 @@ async def service(database_url: str, mqtt_url: str) -> AsyncIterator[Service]:
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=10) as http, \
             make_client(mqtt_url, f"test-pub-{secrets.token_hex(4)}", persistent=False) as mqtt:
-        yield Service(base, f"ws://127.0.0.1:{port}/ws/alerts", mqtt_url, http, mqtt, pipeline)
+        r = await http.post("/api/auth/login", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD})
+        assert r.status_code == 200, r.text
+        token = r.json()["access_token"]
+        http.headers["Authorization"] = f"Bearer {token}"
+        yield Service(base, f"ws://127.0.0.1:{port}/ws/alerts", mqtt_url, http, mqtt, pipeline, token), app
     server.should_exit = True
     await asyncio.wait_for(task, timeout=15)
 
@@ -125,7 +164,7 @@ class FeedClient:
     def __init__(self, ws: websockets.ClientConnection, subject: str | None) -> None:
         self.ws, self.subject = ws, subject
 
-    async def next(self, timeout: float = 5.0) -> dict[str, Any]:
+    async def next(self, timeout: float = 10.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             message = orjson.loads(await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic()))
@@ -139,7 +178,11 @@ class FeedClient:
 
 
 @asynccontextmanager
-async def feed(service: Service, subject: str | None, since: int | None = None) -> AsyncIterator[FeedClient]:
+async def feed(
+    service: Service, subject: str | None, since: int | None = None, token: str | None = None
+) -> AsyncIterator[FeedClient]:
+    """A feed client authenticated as the admin (or with `token`), the token in Sec-WebSocket-Protocol."""
     url = service.ws_url + (f"?since={since}" if since is not None else "")
-    async with websockets.connect(url) as ws:
+    protocols = [websockets.Subprotocol("bearer"), websockets.Subprotocol(token or service.token)]
+    async with websockets.connect(url, subprotocols=protocols) as ws:
         yield FeedClient(ws, subject)

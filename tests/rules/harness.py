@@ -87,6 +87,7 @@ class World:
                 builder.add(Decoded(fixes=[(device, Fix(ts=ts, lat=lat, lon=lon, **extra))]))  # type: ignore[arg-type]
         evaluation = self.engine.evaluate(builder.build(), self.book.open_pairs())
         new = self.book.update(evaluation.observations)
+        new += self.book.late_episodes(evaluation.late_observations)  # as the pipeline does
         self.events += new
         return new
 

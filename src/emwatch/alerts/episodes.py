@@ -8,6 +8,7 @@ upgrades in place (`confirmed` event) rather than duplicating.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -114,6 +115,30 @@ class EpisodeBook:
         events.sort(key=lambda e: e.ts)  # stable: one episode's own order is kept
         return events
 
+    def late_episodes(self, obs: Observations) -> list[AlertEvent]:
+        """Violations found in late fixes: one alert + clear per (subject, rule, zone) with a breach,
+        unless that episode is open now (then it is known already). Never touches current state."""
+        breach = np.flatnonzero(obs.breach)
+        if len(breach) == 0:
+            return []
+        code = (obs.subject[breach].astype(np.int64) * len(RULES) + obs.rule[breach]) * self._n_zones
+        code += obs.zone[breach] + 1
+        breach = breach[~np.isin(code, self._open_codes)]
+        code = code[~np.isin(code, self._open_codes)]
+        events: list[AlertEvent] = []
+        for c in np.unique(code).tolist():
+            rows = breach[code == c]
+            rows = rows[np.argsort(obs.ts[rows], kind="stable")]
+            first, last = int(rows[0]), int(rows[-1])
+            rule = RULES[int(obs.rule[first])]
+            zone = int(obs.zone[first])
+            zone_id = self.registry.zones.zones[zone].id if zone >= 0 else ""
+            key = EpisodeKey(self.registry.subject_ids[int(obs.subject[first])], rule, zone_id)
+            confidence = "confirmed" if obs.confirmed[rows].any() else "possible"
+            events.append(dataclasses.replace(self._event("alert", key, obs, first, confidence), late=True))
+            events.append(dataclasses.replace(self._event("cleared", key, obs, last, confidence), late=True))
+        return events
+
     def _step(self, obs: Observations, i: int) -> AlertEvent | None:
         registry = self.registry
         rule = RULES[int(obs.rule[i])]
@@ -157,4 +182,5 @@ class EpisodeBook:
             device_id=registry.device_ids[int(obs.device[i])], zone_id=key.zone_id or None,
             ts=int(obs.ts[i]), lat=None if lat != lat else lat, lon=None if lon != lon else lon,
             severity=severity_of(key.rule, registry.subject_risk[subject]), confidence=confidence,
+            data=obs.detail.get(i) if obs.detail else None,
         )

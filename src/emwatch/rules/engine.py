@@ -47,6 +47,7 @@ class Evaluation:
     events: list[tuple[str, DeviceEvent, bytes]]
     dead: list[DeadLetter]
     observations: Observations
+    late_observations: Observations  # zone checks of fixes older than their device's watermark
 
 
 class DeviceState:
@@ -159,7 +160,16 @@ class RuleEngine:
                 registry, np.concatenate([device, event_device]), np.concatenate([fixes.ts, event_ts])
             ),
         ])
-        return Evaluation(batch=fix_batch, events=events, dead=dead, observations=observations)
+        # Fixes behind the device's watermark (last_ts before this batch) are judged on their own, at
+        # their own timestamps, so a burst of buffered fixes can reveal a missed violation without
+        # flipping the current state back and forth.
+        late_batch = FixBatch(
+            fix_batch.fixes, fix_batch.device, fix_batch.subject, fix_batch.cell, ~fresh, suspect
+        )
+        late = evaluate_containment(registry, late_batch, (np.empty(0, np.int32), np.empty(0, np.int32)))
+        return Evaluation(
+            batch=fix_batch, events=events, dead=dead, observations=observations, late_observations=late
+        )
 
     def _permit_returned(self) -> NDArray[np.bool_]:
         ids = self.registry.permits.ids.tolist()

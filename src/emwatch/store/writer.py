@@ -80,14 +80,21 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ALERT_SEQ_LOCK)
     seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events")
     out: list[AlertEvent] = []
+    skip_clear: set[tuple[str, str, str | None]] = set()
     for ev in events:
         at = ms_to_datetime(ev.ts)
+        if ev.type == "alert" and ev.late and await _already_alerted(conn, ev):
+            skip_clear.add((ev.subject_id, ev.rule, ev.zone_id))
+            continue
+        if ev.type == "cleared" and ev.late and (ev.subject_id, ev.rule, ev.zone_id) in skip_clear:
+            continue
         if ev.type == "alert":
             alert_id = await conn.fetchval(
                 "INSERT INTO alerts (rule, subject_id, device_id, zone_id, severity, opened_at, lat, lon,"
-                " confidence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING id",
+                " confidence, late) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                " ON CONFLICT DO NOTHING RETURNING id",
                 ev.rule, ev.subject_id, ev.device_id, ev.zone_id, ev.severity, at, ev.lat, ev.lon,
-                ev.confidence,
+                ev.confidence, ev.late,
             )
             if alert_id is None:  # already open (state rebuilt late): the episode continues, no new event
                 continue
@@ -119,3 +126,13 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
         )
         out.append(dataclasses.replace(ev, seq=seq, alert_id=alert_id))
     return out
+
+
+async def _already_alerted(conn: asyncpg.Connection, ev: AlertEvent) -> bool:
+    """Whether a late violation falls inside an episode already on record (e.g. redelivered fixes)."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM alerts WHERE subject_id = $1 AND rule = $2"
+        " AND coalesce(zone_id, '') = coalesce($3, '') AND opened_at <= $4"
+        " AND (cleared_at IS NULL OR cleared_at >= $4))",
+        ev.subject_id, ev.rule, ev.zone_id, ms_to_datetime(ev.ts),
+    ))
