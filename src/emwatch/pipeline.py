@@ -17,7 +17,7 @@ from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.feed.hub import AlertFeed
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
-from emwatch.ingest.mqtt import make_client, subscription_topics
+from emwatch.ingest.mqtt import acknowledge, make_client, subscription_topics
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
@@ -83,6 +83,7 @@ class Pipeline:
         self.messages_received = 0
         self._processing = False
         self.mqtt_connected = False
+        self._connection = 0  # bumped on every (re)connect: a PUBACK is only valid on its connection
 
     async def run(self) -> None:
         """Run every stage; a failing stage fails the whole pipeline loudly."""
@@ -109,9 +110,8 @@ class Pipeline:
         registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
         if self.engine is None or self.episodes is None:
             self.engine = RuleEngine(registry, rule_config(self.settings))
-            self.episodes = EpisodeBook(
-                registry, await registry_source.load_open_episodes(self.pool), debounce_policies(self.settings)
-            )
+            open_keys = await registry_source.load_open_episodes(self.pool)
+            self.episodes = EpisodeBook(registry, open_keys, debounce_policies(self.settings))
         else:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
@@ -126,26 +126,30 @@ class Pipeline:
         backoff = 0.5
         while True:
             try:
-                async with make_client(self.settings.mqtt_url, self.settings.mqtt_client_id) as client:
+                client = make_client(self.settings.mqtt_url, self.settings.mqtt_client_id, manual_ack=True)
+                async with client:
                     for topic in subscription_topics(self.settings.topic_prefix):
                         await client.subscribe(topic, qos=1)
+                    self._connection += 1
                     self._client, self.mqtt_connected, backoff = client, True, 0.5
                     log.info("subscribed to %s", self.settings.mqtt_url)
                     async for message in client.messages:
-                        await self._accept(message.topic.value, message.payload)
+                        await self._accept(message.topic.value, message.payload, (message.mid, message.qos))
             except aiomqtt.MqttError as exc:
                 self._client, self.mqtt_connected = None, False
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 15.0)
 
-    async def _accept(self, topic: str, payload: object) -> None:
+    async def _accept(self, topic: str, payload: object, receipt: tuple[int, int] | None = None) -> None:
+        if self._builder.receipts and self._builder.connection != self._connection:
+            await self._flush()  # a batch acknowledges on one connection only
         raw = payload if isinstance(payload, bytes) else str(payload).encode()
         decoded = self.decoder.decode(topic, raw, int(time.time() * 1000))
         metrics.MESSAGES_RECEIVED.inc()
         self.messages_received += 1
         metrics.FIXES_RECEIVED.inc(len(decoded.fixes))
-        self._builder.add(decoded)
+        self._builder.add(decoded, receipt, self._connection)
         if self._builder.fix_count >= self.settings.batch_max_fixes:
             await self._flush()
 
@@ -199,6 +203,9 @@ class Pipeline:
         alerts += self.episodes.late_episodes(evaluation.late_observations)
         async with self.pool.acquire() as conn:
             stored, committed = await commit_batch(conn, evaluation, alerts)
+        # Committed: now, and only now, the broker may forget these messages (ack after durable).
+        if batch.receipts and self._client is not None and batch.connection == self._connection:
+            acknowledge(self._client, batch.receipts)
         self.feed.publish(committed)
         await self._publish_alerts_mqtt(committed)
         _count(evaluation, stored, committed)

@@ -21,6 +21,8 @@ class IngestBatch:
     dead: list[DeadLetter]
     first_received: float  # monotonic seconds; for latency metrics
     messages: int
+    receipts: list[tuple[int, int]]  # (mid, qos) of the MQTT messages, to acknowledge once committed
+    connection: int  # which broker connection they came on (acks are only valid on that one)
 
     def __len__(self) -> int:
         return len(self.fixes) + len(self.events) + len(self.dead)
@@ -42,9 +44,16 @@ class BatchBuilder:
     dead: list[DeadLetter] = field(default_factory=list)
     first_received: float = 0.0
     messages: int = 0
+    receipts: list[tuple[int, int]] = field(default_factory=list)
+    connection: int = 0
 
-    def add(self, decoded: Decoded) -> None:
-        """Append one message's contents."""
+    def add(self, decoded: Decoded, receipt: tuple[int, int] | None = None, connection: int = 0) -> None:
+        """Append one message's contents (and, from MQTT, its (mid, qos) and connection number)."""
+        if receipt is not None:
+            if self.receipts and connection != self.connection:
+                raise ValueError("a batch holds messages of one connection only")
+            self.receipts.append(receipt)
+            self.connection = connection
         if self.messages == 0:
             self.first_received = time.monotonic()
         self.messages += 1
@@ -78,4 +87,6 @@ class BatchBuilder:
             np.array(self.batt, dtype=np.int16),
             np.array(self.seq, dtype=np.int64),
         )
-        return IngestBatch(fixes, self.events, self.dead, self.first_received, self.messages)
+        return IngestBatch(
+            fixes, self.events, self.dead, self.first_received, self.messages, self.receipts, self.connection
+        )

@@ -35,13 +35,16 @@ def subscription_topics(prefix: str) -> list[str]:
     return [f"{prefix}/devices/+/fix", f"{prefix}/devices/+/event", f"{prefix}/gateways/+/batch"]
 
 
-def make_client(url: str, identifier: str | None, persistent: bool = True) -> aiomqtt.Client:
+def make_client(
+    url: str, identifier: str | None, persistent: bool = True, manual_ack: bool = False
+) -> aiomqtt.Client:
     """A client for the broker at `url`. MQTT 3.1.1 so it works with Mosquitto and amqtt alike.
 
     `persistent` keeps the session (and QoS 1 messages queued while we are away) at the broker.
+    `manual_ack` withholds each QoS 1 PUBACK until `acknowledge()` is called for it.
     """
     address = BrokerAddress.parse(url)
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         address.host,
         address.port,
         username=address.username,
@@ -55,3 +58,17 @@ def make_client(url: str, identifier: str | None, persistent: bool = True) -> ai
         max_queued_incoming_messages=0,
         max_inflight_messages=1000,
     )
+    if manual_ack:
+        # aiomqtt 2.5 has no public manual-ack API (upstream issue empicano/aiomqtt#345); its paho
+        # client does: PUBACK only once a fix is committed, so the broker redelivers anything we
+        # received but lost in a crash. Must be set before connecting.
+        client._client.manual_ack_set(True)
+    return client
+
+
+def acknowledge(client: aiomqtt.Client, receipts: list[tuple[int, int]]) -> None:
+    """Send the PUBACKs for (mid, qos) receipts, in the order the messages arrived (MQTT 4.6)."""
+    paho = client._client
+    for mid, qos in receipts:
+        if qos > 0:
+            paho.ack(mid, qos)
