@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,8 +59,11 @@ def _claim_port(port: int | None) -> int:
     if port is None:
         return free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers do: connections of a previous run in TIME_WAIT must not block a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen(1)  # with SO_REUSEADDR only a listening socket conflicts; prove none exists
         except OSError as exc:
             raise RuntimeError(f"port {port} on 127.0.0.1 is already in use") from exc
     return port
@@ -216,10 +219,14 @@ def _pgserver(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
-def _mosquitto_config(data_dir: Path, port: int) -> str:
+def _mosquitto_config(data_dir: Path, port: int, auth: tuple[Path, Path] | None, extra: Sequence[str]) -> str:
+    login = ["allow_anonymous true"]
+    if auth is not None:
+        password_file, acl_file = (path.resolve() for path in auth)
+        login = ["allow_anonymous false", f"password_file {password_file}", f"acl_file {acl_file}"]
     lines = [
         f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
+        *login,
         "persistence true",
         f"persistence_location {data_dir}/",
         "autosave_on_changes true",
@@ -235,7 +242,7 @@ def _mosquitto_config(data_dir: Path, port: int) -> str:
     ]
     if os.geteuid() == 0:
         lines.append("user root")  # else mosquitto drops to user `mosquitto`, which may not reach data_dir
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, *extra]) + "\n"  # extra last: a `listener` there takes its own tls lines
 
 
 def _mosquitto_binary() -> str | None:
@@ -245,18 +252,25 @@ def _mosquitto_binary() -> str | None:
 
 
 @contextmanager
-def local_mosquitto(data_dir: Path, port: int | None = None) -> Iterator[str]:
+def local_mosquitto(
+    data_dir: Path, port: int | None = None, *, auth: tuple[Path, Path] | None = None,
+    extra_config: Sequence[str] = (),
+) -> Iterator[str]:
     """Run an MQTT broker on 127.0.0.1 with its persistence in data_dir; yield `mqtt://127.0.0.1:PORT`.
 
     Mosquitto if installed, else the `amqtt` broker (MQTT 3.1.1 only, no persistence).
+    auth=(password_file, acl_file) turns anonymous access off; extra_config lines (e.g. a TLS
+    listener) are appended to mosquitto.conf. Both need Mosquitto.
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _claim_port(port)
     if mosquitto := _mosquitto_binary():
         config = data_dir / "mosquitto.conf"
-        config.write_text(_mosquitto_config(data_dir, port))
+        config.write_text(_mosquitto_config(data_dir, port, auth, extra_config))
         cmd, name = [mosquitto, "-c", str(config)], "Mosquitto"
+    elif auth is not None or extra_config:
+        raise RuntimeError("mosquitto not found: authentication and extra listeners need it")
     else:
         try:
             import amqtt  # noqa: F401

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiomqtt
 import asyncpg
@@ -25,6 +27,13 @@ from emwatch.store import registry_source
 from emwatch.store.writer import commit_batch, write_alert_events
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+# What a lost or refused connection looks like through asyncpg (a query error is not among them).
+DATABASE_DOWN = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError, asyncpg.AdminShutdownError,
+)
+A = TypeVar("A")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,7 @@ class Pipeline:
         registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
         if self.engine is None or self.episodes is None:
             self.engine = RuleEngine(registry, rule_config(self.settings))
+            self.engine.seed(await registry_source.load_device_positions(self.pool))
             open_keys = await registry_source.load_open_episodes(self.pool)
             self.episodes = EpisodeBook(registry, open_keys, debounce_policies(self.settings))
         else:
@@ -201,8 +211,7 @@ class Pipeline:
         evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
         alerts = self.episodes.update(evaluation.observations)
         alerts += self.episodes.late_episodes(evaluation.late_observations)
-        async with self.pool.acquire() as conn:
-            stored, committed = await commit_batch(conn, evaluation, alerts)
+        stored, committed = await self._with_database(lambda conn: commit_batch(conn, evaluation, alerts))
         # Committed: now, and only now, the broker may forget these messages (ack after durable).
         if batch.receipts and self._client is not None and batch.connection == self._connection:
             acknowledge(self._client, batch.receipts)
@@ -225,13 +234,29 @@ class Pipeline:
         alerts = self.episodes.update(self.engine.tick(now_ms))
         if not alerts:
             return []
-        async with self.pool.acquire() as conn, conn.transaction():
-            committed = await write_alert_events(conn, alerts)
+        committed = await self._with_database(lambda conn: _in_transaction(conn, write_alert_events, alerts))
         self.feed.publish(committed)
         await self._publish_alerts_mqtt(committed)
         for ev in committed:
             metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
         return committed
+
+    async def _with_database(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` on a connection, retrying with backoff while the database is unreachable.
+
+        Episode state has already moved on, so the same writes are retried, never re-derived.
+        Meanwhile nothing is acknowledged: the bounded queue fills and the broker keeps the backlog.
+        """
+        backoff = 0.2
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    return await work(conn)
+            except DATABASE_DOWN as exc:
+                metrics.COMMIT_RETRIES.inc()
+                log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     async def _publish_alerts_mqtt(self, events: list[AlertEvent]) -> None:
         client = self._client
@@ -252,3 +277,10 @@ def _count(evaluation: Evaluation, stored: int, committed: list[AlertEvent]) -> 
         metrics.FIXES_INVALID.labels(metrics.dead_letter_reason_label(d.reason)).inc()
     for ev in committed:
         metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
+
+
+async def _in_transaction(
+    conn: asyncpg.Connection, work: Callable[[asyncpg.Connection, A], Awaitable[T]], arg: A
+) -> T:
+    async with conn.transaction():
+        return await work(conn, arg)

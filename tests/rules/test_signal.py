@@ -34,3 +34,9 @@ def test_a_silent_phone_is_not_signal_lost() -> None:
     world = World(config=RuleConfig(max_speed_kmh=1e12, silence_limit_s=LIMITS))
     world.send((0, "in"), device="phone-1")
     assert world.tick(10_000) == []
+
+
+def test_state_restored_after_a_restart_still_times_out() -> None:
+    world = World(config=RuleConfig(max_speed_kmh=1e12, silence_limit_s=LIMITS))
+    world.engine.seed([("ankle-1", 1_000_000_000, 30.02, 120.02), ("unknown-device", 1, 0.0, 0.0)])
+    assert [(e.type, e.rule) for e in world.tick(301)] == [("alert", "signal_lost")]

@@ -171,6 +171,15 @@ class RuleEngine:
             batch=fix_batch, events=events, dead=dead, observations=observations, late_observations=late
         )
 
+    def seed(self, positions: list[tuple[str, int, float, float]]) -> None:
+        """Restore each device's newest fix (device id, ts ms, lat, lon) after a restart."""
+        state, index = self.state, self.registry.device_index
+        for device_id, ts, lat, lon in positions:
+            d = index.get(device_id)
+            if d is not None and ts > state.last_ts[d]:
+                state.last_ts[d] = state.last_seen[d] = state.last_pos_ts[d] = ts
+                state.last_lat[d], state.last_lon[d] = lat, lon
+
     def _permit_returned(self) -> NDArray[np.bool_]:
         ids = self.registry.permits.ids.tolist()
         return np.array([self._returned.get(i, False) for i in ids], dtype=bool)

@@ -92,3 +92,14 @@ async def known_device_ids(pool: asyncpg.Pool, ids: set[str]) -> set[str]:
     """Which of these device ids exist in the database now."""
     rows = await pool.fetch("SELECT id FROM devices WHERE id = ANY($1::text[])", list(ids))
     return {r["id"] for r in rows}
+
+
+async def load_device_positions(pool: asyncpg.Pool, days: int = 2) -> list[tuple[str, int, float, float]]:
+    """Each device's newest stored fix (device, ts ms, lat, lon), so a restart keeps watermarks,
+    silence timers and the movement baseline instead of starting blind."""
+    rows = await pool.fetch(
+        "SELECT DISTINCT ON (device_id) device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon"
+        " FROM fixes WHERE ts > now() - make_interval(days => $1) ORDER BY device_id, ts DESC",
+        days,
+    )
+    return [(r["device_id"], r["ts"], r["lat"], r["lon"]) for r in rows]
