@@ -19,7 +19,7 @@ from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.feed.hub import AlertFeed
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
-from emwatch.ingest.mqtt import acknowledge, make_client, subscription_topics
+from emwatch.ingest.mqtt import BrokerAddress, acknowledge, make_client, subscription_topics
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
@@ -142,7 +142,8 @@ class Pipeline:
                         await client.subscribe(topic, qos=1)
                     self._connection += 1
                     self._client, self.mqtt_connected, backoff = client, True, 0.5
-                    log.info("subscribed to %s", self.settings.mqtt_url)
+                    broker = BrokerAddress.parse(self.settings.mqtt_url)  # never log the password
+                    log.info("subscribed to %s:%d", broker.host, broker.port)
                     async for message in client.messages:
                         await self._accept(message.topic.value, message.payload, (message.mid, message.qos))
             except aiomqtt.MqttError as exc:

@@ -8,6 +8,9 @@ import msgspec
 
 from emwatch.ingest import protocol as p
 
+# msgspec raises RecursionError (not DecodeError) on JSON nested ~1000 deep, e.g. in an ignored field.
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -76,7 +79,7 @@ class MessageDecoder:
     def _single_fix(self, out: Decoded, topic: str, device_id: str, payload: bytes, now_ms: int) -> None:
         try:
             fix = p.fix_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except _UNDECODABLE as exc:
             out.dead.append(DeadLetter(topic, payload, f"invalid fix: {exc}"))
             return
         self._accept(out, topic, payload, device_id, fix, now_ms)
@@ -84,7 +87,7 @@ class MessageDecoder:
     def _gateway_batch(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
         try:
             fixes = p.gateway_batch_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except _UNDECODABLE:
             # Slow path only when something is wrong: isolate the bad elements, keep the good ones.
             self._gateway_batch_elementwise(out, topic, payload, now_ms)
             return
@@ -97,14 +100,14 @@ class MessageDecoder:
     def _gateway_batch_elementwise(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
         try:
             elements = p.raw_list_decoder.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        except _UNDECODABLE as exc:
             out.dead.append(DeadLetter(topic, payload, f"invalid gateway batch: {exc}"))
             return
         for index, element in enumerate(elements):
             raw = bytes(element)
             try:
                 fix = p.gateway_fix_decoder.decode(raw)
-            except msgspec.DecodeError as exc:
+            except _UNDECODABLE as exc:
                 out.dead.append(DeadLetter(topic, raw, f"invalid fix at index {index}: {exc}"))
                 continue
             self._accept(out, topic, raw, fix.dev, fix, now_ms)
@@ -112,12 +115,32 @@ class MessageDecoder:
     def _event(self, out: Decoded, topic: str, device_id: str, payload: bytes, now_ms: int) -> None:
         try:
             event = p.event_decoder.decode(payload)
-            if not isinstance(p.any_decoder.decode(payload), dict):
+            details = p.any_decoder.decode(payload)
+            if not isinstance(details, dict):
                 raise msgspec.DecodeError("event must be a JSON object")
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            # The details are stored as jsonb, and PostgreSQL text cannot hold U+0000.
+            if b"\\u0000" in payload and _has_nul(details):
+                raise msgspec.DecodeError("a string contains \\u0000 (NUL), which cannot be stored")
+        except _UNDECODABLE as exc:
             out.dead.append(DeadLetter(topic, payload, f"invalid event: {exc}"))
             return
         if (reason := self._time_error(event.ts, now_ms)) is not None:
             out.dead.append(DeadLetter(topic, payload, reason))
             return
         out.events.append((device_id, event, payload))
+
+
+def _has_nul(value: object) -> bool:
+    """Whether any key or string inside a decoded JSON value contains U+0000 (iterative: no depth limit)."""
+    stack: list[object] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False

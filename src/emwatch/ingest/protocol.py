@@ -12,7 +12,9 @@ Accuracy = Annotated[float, msgspec.Meta(ge=0.0, le=1e7)]
 Battery = Annotated[int, msgspec.Meta(ge=0, le=100)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 Sequence = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# As registered through the API (schemas.Ident): anything else can never be a known device, and a
+# NUL would even fail the database lookup.
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 FixSource = Literal["gps", "wifi", "lbs"]
 EventType = Literal[
     "strap_open", "strap_closed", "case_open", "battery_low", "charging",
