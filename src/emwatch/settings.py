@@ -41,6 +41,12 @@ class Settings(BaseSettings):
         True, description="Also publish alerts on em/v1/alerts/{jur}/{subject}."
     )
     log_level: str = Field("INFO", description="Python logging level.")
+    retention_days: int = Field(
+        365, ge=1, description="Fixes older than this are purged by `emwatch purge` (jurisdictions override)."
+    )
+    retention_hold_margin_s: int = Field(
+        3600, ge=0, description="A legal hold keeps its subject's fixes this long before and after the alert."
+    )
     # -- rules (issue: the full supervision rule set) --
     zone_open_fixes: int = Field(2, ge=1, description="Consecutive breaching fixes before a zone alert opens...")
     zone_open_s: float = Field(60.0, ge=0, description="...or this many seconds in breach (0: count only).")
@@ -56,10 +62,10 @@ class Settings(BaseSettings):
         None, description="`user:password` of an admin created at start when no such user exists yet."
     )
     jwt_secret: SecretStr | None = Field(
-        None, description="HMAC key signing access/refresh tokens. Unset: random per process (logins end on restart)."
+        None, description="HMAC key signing tokens. Unset: random per process (logins end on restart)."
     )
     access_token_ttl_s: int = Field(900, ge=10, description="Lifetime of an access token.")
-    refresh_token_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of a (single-use) refresh token.")
+    refresh_token_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of a single-use refresh token.")
     escalate_after_min: dict[str, float] = Field(
         {"critical": 5.0, "serious": 15.0, "warning": 60.0},
         description="Unacknowledged this long (per severity), an alert escalates one jurisdiction level up.",

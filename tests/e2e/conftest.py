@@ -76,7 +76,20 @@ class Service:
             features.append(_polygon_feature(f"z-{tag}-victim", "exclusion", exclusion, subject))
         r = await self.http.post("/api/zones", json={"type": "FeatureCollection", "features": features})
         assert r.status_code == 201, r.text
+        await self.settled([f["id"] for f in features])
         return subject, device
+
+    async def settled(self, zone_ids: list[str], timeout: float = 10.0) -> None:
+        """Wait until the pipeline's registry holds these zones. Registry changes travel by NOTIFY and
+        apply on the next batch or tick: a fix sent a moment after a zone was created may miss it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            engine = self.pipeline.engine
+            if engine is not None and all(z in engine.registry.zones.index_of for z in zone_ids):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"zones {zone_ids} never reached the pipeline")
+            await asyncio.sleep(0.02)
 
     async def ensure_jurisdiction(self) -> None:
         r = await self.http.post("/api/jurisdictions", json={"id": "j-test", "name": "Test", "kind": "district"})

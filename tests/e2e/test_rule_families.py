@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import orjson
 
 from tests.e2e.conftest import INSIDE, OUTSIDE, Service, feed, now_ms
+
+
+async def permit_loaded(service: Service, permit_id: int, loaded: bool) -> None:
+    """Wait until the pipeline's registry has (or no longer has) the permit: NOTIFY is asynchronous."""
+    for _ in range(500):
+        engine = service.pipeline.engine
+        if engine is not None and (permit_id in engine.registry.permits.ids.tolist()) == loaded:
+            return
+        await asyncio.sleep(0.02)
+    raise TimeoutError(f"permit {permit_id} never {'loaded' if loaded else 'unloaded'}")
 
 
 async def test_strap_cut_alerts_and_closing_it_clears(service: Service) -> None:
@@ -43,6 +54,7 @@ async def test_approved_permit_allows_the_trip_and_revoking_it_restores_the_coun
         "properties": {"kind": "inclusion", "subject_id": subject, "role": "permit_destination"},
     }
     assert (await service.http.post("/api/zones", json=trip)).status_code == 201
+    await service.settled([trip["id"]])
     now = datetime.now(UTC)
     r = await service.http.post("/api/permits", json={
         "subject_id": subject, "starts_at": (now - timedelta(hours=1)).isoformat(),
@@ -53,6 +65,7 @@ async def test_approved_permit_allows_the_trip_and_revoking_it_restores_the_coun
     assert permit["status"] == "requested"
     r = await service.http.post(f"/api/permits/{permit['id']}/approve")
     assert r.status_code == 200 and r.json()["approved_by"], r.text
+    await permit_loaded(service, permit["id"], True)
 
     async with feed(service, subject) as client:
         await service.publish_fix(device, *OUTSIDE)  # OUTSIDE lies in the trip's destination
@@ -61,6 +74,7 @@ async def test_approved_permit_allows_the_trip_and_revoking_it_restores_the_coun
 
         r = await service.http.post(f"/api/permits/{permit['id']}/revoke")
         assert r.status_code == 200 and r.json()["status"] == "revoked"
+        await permit_loaded(service, permit["id"], False)
         await service.publish_fix(device, OUTSIDE[0], OUTSIDE[1] + 1e-4)
         alert = await client.next()
         assert (alert["type"], alert["rule"], alert["zone_id"]) == ("alert", "zone_exit", f"z-{device[2:]}-county")

@@ -1,57 +1,146 @@
-"""Alerts, their acknowledgement, and a subject's track."""
+"""Alerts and their lifecycle (acknowledge, resolve, bulk), evidence packets, tracks and last positions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query
 
-from emwatch.api.deps import Services, services
-from emwatch.api.schemas import AckIn, AlertOut
+from emwatch import __version__
+from emwatch.api.auth import AlertActor, Principal, Svc, User, audit, denied, now_utc
+from emwatch.api.deps import Services
+from emwatch.api.schemas import AckIn, AlertOut, BulkIn, ResolveIn
 from emwatch.model import AlertEvent
-from emwatch.store import repo
+from emwatch.store import lifecycle, repo, scoped
 
 router = APIRouter(prefix="/api")
-Svc = Annotated[Services, Depends(services)]
+Actor = AlertActor
 
 
 @router.get("/alerts", response_model=list[AlertOut])
 async def list_alerts(
     svc: Svc,
+    user: User,
     status: Literal["open", "cleared"] | None = None,
     since: Annotated[int | None, Query(ge=0, description="only alerts with an event after this seq")] = None,
     subject_id: str | None = None,
+    lifecycle_state: Annotated[
+        Literal["open", "acknowledged", "resolved"] | None, Query(alias="lifecycle")
+    ] = None,
+    jurisdiction_id: str | None = None,
+    rule: str | None = None,
+    severity: Literal["critical", "serious", "warning"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> list[dict[str, Any]]:
-    return await repo.list_alerts(svc.pool, status, since, subject_id, limit)
+    """Alerts of the caller's subjects, newest first; `status` is the episode, `lifecycle` the handling."""
+    return await scoped.list_alerts(
+        svc.pool, user.scope, status=status, lifecycle=lifecycle_state, since=since, subject_id=subject_id,
+        jurisdiction_id=jurisdiction_id, rule=rule, severity=severity, limit=limit,
+    )
+
+
+async def _visible_alert(svc: Services, user: Principal, alert_id: int, action: str) -> dict[str, Any]:
+    try:
+        return await scoped.get_alert(svc.pool, user.scope, alert_id)
+    except repo.NotFound:
+        raise await denied(svc, user, action, "alert", alert_id) from None
+
+
+async def _act(svc: Services, user: Principal, alert_id: int, action: str,
+               category: str | None = None, note: str | None = None) -> dict[str, Any]:
+    """Apply one lifecycle action to a visible alert; returns the feed event ({} if nothing changed)."""
+    now = now_utc(svc)
+    if action == "acknowledge":
+        event = await lifecycle.acknowledge(svc.pool, alert_id, user.username, now)
+    else:
+        assert category is not None and note is not None
+        event = await lifecycle.resolve(svc.pool, alert_id, user.username, category, note, now)
+    await audit(svc, user, f"alert.{action}", "alert", alert_id, outcome="ok" if event else "failed",
+                category=category, note=note, seq=event.get("seq"))
+    if event:
+        svc.feed.publish([AlertEvent.from_message(event)])
+    return event
 
 
 @router.post("/alerts/{alert_id}/ack")
-async def acknowledge(
-    alert_id: int, svc: Svc, body: Annotated[AckIn | None, Body()] = None
-) -> dict[str, Any]:
-    """Acknowledge an alert; the acknowledgement goes out on the feed like any alert event."""
-    actor = (body or AckIn()).actor
-    try:
-        event = await repo.acknowledge_alert(svc.pool, alert_id, actor)
-    except repo.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+async def acknowledge(alert_id: int, svc: Svc, user: Actor,
+                      body: Annotated[AckIn | None, Body()] = None) -> dict[str, Any]:
+    """Acknowledge an alert as the caller (a body's `actor` is ignored: the token says who)."""
+    await _visible_alert(svc, user, alert_id, "alert.acknowledge")
+    event = await _act(svc, user, alert_id, "acknowledge")
     if not event:
         raise HTTPException(409, f"alert {alert_id} was acknowledged already")
-    svc.feed.publish([AlertEvent.from_message(event)])
     return event
+
+
+@router.post("/alerts/{alert_id}/resolve")
+async def resolve(alert_id: int, body: ResolveIn, svc: Svc, user: Actor) -> dict[str, Any]:
+    """Close the handling of an alert with a category and a note (an episode may still be open)."""
+    await _visible_alert(svc, user, alert_id, "alert.resolve")
+    event = await _act(svc, user, alert_id, "resolve", body.category, body.note)
+    if not event:
+        raise HTTPException(409, f"alert {alert_id} was resolved already")
+    return event
+
+
+@router.post("/alerts/bulk")
+async def bulk(body: BulkIn, svc: Svc, user: Actor) -> list[dict[str, Any]]:
+    """Acknowledge or resolve many alerts; one result per id: done, unchanged or not_found."""
+    if body.action == "resolve" and (body.category is None or body.note is None):
+        raise HTTPException(422, "resolving needs a category and a note")
+    results = []
+    for alert_id in dict.fromkeys(body.ids):
+        try:
+            await scoped.get_alert(svc.pool, user.scope, alert_id)
+        except repo.NotFound:
+            await audit(svc, user, f"alert.{body.action}", "alert", alert_id, outcome="denied", bulk=True)
+            results.append({"id": alert_id, "result": "not_found"})
+            continue
+        event = await _act(svc, user, alert_id, body.action, body.category, body.note)
+        results.append({"id": alert_id, "result": "done" if event else "unchanged", "seq": event.get("seq")})
+    return results
+
+
+@router.get("/alerts/{alert_id}/evidence")
+async def evidence(
+    alert_id: int, svc: Svc, user: User,
+    before_min: Annotated[float, Query(ge=0, le=24 * 60)] = 15,
+    after_min: Annotated[float, Query(ge=0, le=24 * 60)] = 15,
+) -> dict[str, Any]:
+    """The alert, its history, the fixes around it (with accuracy) and the zone version that fired it."""
+    alert = await _visible_alert(svc, user, alert_id, "alert.evidence.read")
+    start = alert["opened_at"] - timedelta(minutes=before_min)
+    end = (alert["cleared_at"] or alert["opened_at"]) + timedelta(minutes=after_min)
+    fixes = await lifecycle.evidence_fixes(svc.pool, alert["subject_id"], start, end)
+    zone = None
+    if alert["zone_id"] is not None:
+        # created_at is when the pipeline committed the alert: the zone version in force then fired it.
+        version = await lifecycle.zone_version_at(svc.pool, alert["zone_id"], alert["created_at"])
+        if version is not None:
+            zone = {"type": "Feature", "id": version["zone_id"], "geometry": version["geometry"],
+                    "properties": {"kind": version["kind"], "version": version["version"],
+                                   "radius_m": version["radius_m"], "schedule": version["schedule"],
+                                   "valid_from": version["valid_from"]}}
+    await audit(svc, user, "alert.evidence.read", "alert", alert_id, subject_id=alert["subject_id"],
+                fixes=len(fixes), start=start.isoformat(), end=end.isoformat())
+    return {
+        "alert": alert, "events": await lifecycle.history(svc.pool, alert_id), "fixes": fixes, "zone": zone,
+        "rule": {"name": alert["rule"], "engine_version": __version__},
+        "window": {"from": start, "to": end},
+    }
 
 
 @router.get("/subjects/{subject_id}/track")
 async def subject_track(
     subject_id: str,
     svc: Svc,
+    user: User,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> dict[str, Any]:
-    """The subject's fixes as GeoJSON: one LineString of the path plus a Point per fix."""
+    """The subject's fixes as GeoJSON: one LineString of the path plus a Point per fix (audited)."""
     end = end or datetime.now(UTC)
     start = start or end - timedelta(hours=24)
     if start.tzinfo is None or end.tzinfo is None:
@@ -59,10 +148,12 @@ async def subject_track(
     if start >= end:
         raise HTTPException(422, "'from' must be before 'to'")
     try:
-        await repo.get_row(svc.pool, "subjects", subject_id)
-    except repo.NotFound as exc:
-        raise HTTPException(404, str(exc)) from exc
+        await scoped.get_subject(svc.pool, user.scope, subject_id)
+    except repo.NotFound:
+        raise await denied(svc, user, "subject.track.read", "subject", subject_id) from None
     fixes = await repo.track(svc.pool, subject_id, start, end, limit)
+    await audit(svc, user, "subject.track.read", "subject", subject_id,
+                start=start.isoformat(), end=end.isoformat(), fixes=len(fixes))
     points = [
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [f["lon"], f["lat"]]},
          "properties": {k: f[k] for k in ("device_id", "ts", "acc", "src", "batt")}}
@@ -72,3 +163,11 @@ async def subject_track(
             "geometry": {"type": "LineString", "coordinates": [[f["lon"], f["lat"]] for f in fixes]},
             "properties": {"subject_id": subject_id, "fixes": len(fixes)}}
     return {"type": "FeatureCollection", "features": [line, *points]}
+
+
+@router.get("/positions/latest")
+async def latest_positions(svc: Svc, user: User) -> list[dict[str, Any]]:
+    """The last known position of each of the caller's subjects (audited: it is position data)."""
+    rows = await scoped.latest_positions(svc.pool, user.scope)
+    await audit(svc, user, "positions.latest.read", "subject", None, subjects=len(rows))
+    return rows

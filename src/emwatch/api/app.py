@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,8 +14,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from emwatch import __version__
-from emwatch.api import alert_routes, feed_ws, registry_routes
+from emwatch.api import alert_routes, auth_routes, feed_ws, page, permit_routes, registry_routes
+from emwatch.api.background import bootstrap_admin, escalation_loop
 from emwatch.api.deps import Services
+from emwatch.api.tokens import TokenIssuer
 from emwatch.feed.hub import AlertFeed
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
@@ -23,8 +26,11 @@ from emwatch.store.db import connect_pool, migrate
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The service as an ASGI app; settings must name the database and the broker."""
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
+    """The service as an ASGI app; settings must name the database and the broker.
+
+    `clock` (epoch seconds) drives token expiry and alert escalation; tests pass one they can move.
+    """
     if settings.database_url is None or settings.mqtt_url is None:
         raise ValueError("create_app needs database_url and mqtt_url (embedded servers start in the CLI)")
     database_url = settings.database_url
@@ -36,19 +42,27 @@ def create_app(settings: Settings) -> FastAPI:
             last_seq = await pool.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events")
             feed = AlertFeed(settings.feed_queue_max, last_seq=last_seq)
             pipeline = Pipeline(settings, pool, feed)
-            app.state.services = Services(settings, pool, feed, pipeline)
+            await bootstrap_admin(pool, settings.bootstrap_admin)
+            svc = Services(settings, pool, feed, pipeline, TokenIssuer(settings, clock), clock)
+            app.state.services = svc
             task = asyncio.create_task(pipeline.run(), name="pipeline")
             task.add_done_callback(_log_pipeline_exit)
+            escalation = asyncio.create_task(escalation_loop(svc), name="escalation")
             try:
                 yield
             finally:
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                escalation.cancel()
+                await asyncio.gather(task, escalation, return_exceptions=True)
 
     app = FastAPI(title="emwatch", version=__version__, lifespan=lifespan)
     app.include_router(registry_routes.router)
     app.include_router(alert_routes.router)
+    app.include_router(permit_routes.router)
     app.include_router(feed_ws.router)
+    app.include_router(auth_routes.router)
+    app.include_router(page.router)
+    app.mount("/static", page.static_files(), name="static")
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

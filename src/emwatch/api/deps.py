@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 from fastapi import Request
 
+from emwatch.api.tokens import TokenIssuer
 from emwatch.feed.hub import AlertFeed
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
@@ -20,8 +22,11 @@ class Services:
     pool: asyncpg.Pool
     feed: AlertFeed
     pipeline: Pipeline
+    tokens: TokenIssuer
+    clock: Callable[[], float]  # epoch seconds; tests move it to expire tokens and escalate alerts
 
 
 def services(request: Request) -> Services:
+    """The running service's parts (a FastAPI dependency)."""
     svc: Services = request.app.state.services
     return svc

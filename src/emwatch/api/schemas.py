@@ -22,6 +22,8 @@ class JurisdictionIn(Strict):
 
 
 class JurisdictionOut(JurisdictionIn):
+    model_config = ConfigDict(extra="ignore")  # a column added by a later migration must not fail reads
+
     created_at: datetime
 
 
@@ -36,16 +38,21 @@ class SubjectIn(Strict):
 
 
 class SubjectOut(SubjectIn):
+    model_config = ConfigDict(extra="ignore")  # a column added by a later migration must not fail reads
+
     created_at: datetime
 
 
 class DeviceIn(Strict):
     id: Ident
-    kind: Literal["ankle", "wrist", "phone"]
+    kind: Literal["ankle", "wrist", "phone", "victim"]
     subject_id: Ident | None = None
+    protects_subject_id: Ident | None = None  # kind "victim" only: the subject kept away from its carrier
 
 
 class DeviceOut(DeviceIn):
+    model_config = ConfigDict(extra="ignore")  # a column added by a later migration must not fail reads
+
     created_at: datetime
 
 
@@ -64,7 +71,67 @@ class AlertOut(BaseModel):
     acknowledged_by: str | None
     lat: float | None
     lon: float | None
+    lifecycle: str = "open"
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    resolution_category: str | None = None
+    resolution_note: str | None = None
+    escalation_level: int = 0
+    escalated_to: str | None = None
+    escalated_at: datetime | None = None
 
 
 class AckIn(Strict):
     actor: str = Field("operator", min_length=1, max_length=128)
+
+
+Category = Literal["true_violation", "false_alarm", "technical_fault"]
+Role = Literal["admin", "supervisor", "operator", "officer"]
+Username = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")]
+
+
+class ResolveIn(Strict):
+    category: Category
+    note: str = Field(min_length=1, max_length=4000)
+
+
+class BulkIn(Strict):
+    ids: list[int] = Field(min_length=1, max_length=1000)
+    action: Literal["acknowledge", "resolve"]
+    category: Category | None = None
+    note: str | None = Field(None, min_length=1, max_length=4000)
+
+
+class LoginIn(Strict):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshIn(Strict):
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class UserIn(Strict):
+    username: Username
+    password: str = Field(min_length=8, max_length=1024)
+    role: Role
+    jurisdiction_id: Ident | None = None
+    display_name: str = Field("", max_length=200)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+    jurisdiction_id: str | None
+    display_name: str
+    disabled: bool
+    created_at: datetime
+
+
+class UserPatch(Strict):
+    password: str | None = Field(None, min_length=8, max_length=1024)
+    disabled: bool | None = None
+
+
+class CaseloadIn(Strict):
+    officer: Username
