@@ -16,6 +16,11 @@ SEVERITY: dict[str, dict[str, str]] = {
     "location_anomaly": {"high": "serious", "medium": "serious", "low": "warning"},
     "curfew_violation": {"high": "critical", "medium": "serious", "low": "serious"},
     "permit_overdue": {"high": "critical", "medium": "serious", "low": "serious"},
+    # 人机分离: the bracelet may be off the person, but the evidence is circumstantial (a fused score).
+    "device_separation": {"high": "critical", "medium": "serious", "low": "serious"},
+    # A protected victim's safety is at stake whatever the subject's own risk level.
+    "victim_proximity": {"high": "critical", "medium": "critical", "low": "critical"},
+    "subject_contact": {"high": "critical", "medium": "serious", "low": "serious"},
 }
 
 

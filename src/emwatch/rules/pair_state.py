@@ -122,7 +122,8 @@ class PairState:
         lat, lon, ts = f.lat[rows], f.lon[rows], f.ts[rows]
         self.lat[d], self.lon[d], self.acc[d], self.pos_ts[d] = lat, lon, acc, ts
         self.lbs[d] = f.src[rows] == SRC_LBS
-        self.cell[d] = cells_for(lat, lon, self.cell_resolution)
+        watched = self.watched[d]  # only proximity looks at cells: spare the others an H3 lookup
+        self.cell[d[watched]] = cells_for(lat[watched], lon[watched], self.cell_resolution)
         # A device "moved" when it left its anchor by more than both fixes' error could explain.
         shift = haversine_m(lat, lon, self.anchor_lat[d], self.anchor_lon[d])
         first = np.isnan(self.anchor_lat[d])

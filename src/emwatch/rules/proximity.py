@@ -16,6 +16,7 @@ nor clears anything (silence must not clear an alert about a victim).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,11 +48,12 @@ class ProximityConfig:
 def disk_k(radius_m: float, resolution: int) -> int:
     """Grid-disk size that holds every cell with a point within `radius_m` of a point in the centre.
 
-    Cells at grid distance k have centres at least 1.5·k·edge apart and points lie within one edge
-    of their centre; edges vary by about 0.71-1.10 of the average (measured), padded to 0.5-1.25.
+    A straight line crosses about one cell per 1.5 edges; edges range 0.71-1.10 of the average
+    (measured over the globe), so 0.65 is assumed, plus 2 cells for the ends. Sampled worst case:
+    grid distance 2 for radius = 1 edge and 4 for 4 edges, where this gives 4 and 6.
     """
-    edge = h3i.average_hexagon_edge_length(resolution, unit="m")
-    return math.ceil((radius_m + 2 * 1.25 * float(edge)) / (1.5 * 0.5 * float(edge)))
+    edge = float(h3i.average_hexagon_edge_length(resolution, unit="m"))
+    return math.ceil(radius_m / (1.5 * 0.65 * edge)) + 2
 
 
 def candidate_pairs(state: PairState, moved: NDArray[np.int32], now_ms: int, radius_m: float,
@@ -63,15 +65,28 @@ def candidate_pairs(state: PairState, moved: NDArray[np.int32], now_ms: int, rad
         return np.empty(0, dtype=np.intp)
     order = np.argsort(state.cell[members])
     cells, devices = state.cell[members][order], members[order]
+    # One disk per distinct cell of the reporting devices; (cell, member) pairs, then the devices.
     k = disk_k(radius_m, state.cell_resolution)
-    disks = [h3i.grid_disk(int(c), k) for c in state.cell[moved].tolist()]
-    disk_cells = np.fromiter((c for d in disks for c in d), dtype=np.uint64)
-    owner = np.repeat(moved, [len(d) for d in disks])
+    mover_cells, mover_cell_of = np.unique(state.cell[moved], return_inverse=True)
+    disks = [grid_disk(c, k) for c in mover_cells.tolist()]
+    disk_cells = np.concatenate(disks)
+    disk_owner = np.repeat(np.arange(len(disks)), [len(d) for d in disks])
     lo = np.searchsorted(cells, disk_cells, side="left")
     hi = np.searchsorted(cells, disk_cells, side="right")
     at, where = expand_runs(lo.astype(np.int64), (hi - lo).astype(np.int64))
-    a, b = owner[at], devices[where]
+    near_cell, member = disk_owner[at], devices[where]
+    by_cell = np.argsort(mover_cell_of, kind="stable")
+    count = np.bincount(mover_cell_of, minlength=len(mover_cells)).astype(np.int64)
+    start = np.cumsum(count) - count
+    row, pos = expand_runs(start[near_cell], count[near_cell])
+    a, b = moved[by_cell[pos]], member[row]
     return _pairs_of(state, pair_code(a, b, len(state.watched))[a != b])
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def grid_disk(cell: int, k: int) -> NDArray[np.uint64]:
+    """The cells within grid distance k of `cell` (cached: between fixes most people stay in their cell)."""
+    return np.array(h3i.grid_disk(cell, k), dtype=np.uint64)
 
 
 def evaluate_proximity(
@@ -141,8 +156,8 @@ def _victim_checks(
     np.maximum.at(ring_of, state.victim_subject, state.victim_ring)
     subject, newest = _per_subject(state.victim_subject[v[fresh]], ts[fresh], len(registry.subject_ids))
     detail: dict[int, dict[str, Any]] = {}
-    for i, s in enumerate(subject.tolist()):
-        mine = np.flatnonzero((state.victim_subject == s) & (state.victim_ring > 0))
+    for i in np.flatnonzero(ring_of[subject] > 0).tolist():  # evidence only for rows in breach
+        mine = np.flatnonzero((state.victim_subject == subject[i]) & (state.victim_ring > 0))
         if len(mine):
             j = mine[np.argmin(state.victim_distance[mine])]
             detail[i] = {
@@ -180,7 +195,8 @@ def _contact_checks(
         np.concatenate([ts[trusted], ts[trusted]]), n_subj,
     )
     detail: dict[int, dict[str, Any]] = {}
-    for i, s in enumerate(subject.tolist()):
+    for i in np.flatnonzero(breach_of[subject]).tolist():
+        s = int(subject[i])
         mine = np.flatnonzero(((registry.ban_a == s) | (registry.ban_b == s)) & state.ban_breaching)
         if len(mine):
             j = mine[np.argmin(state.ban_distance[mine])]
