@@ -1,15 +1,24 @@
-"""Command line: `python -m device_sim run ...` (also installed as `emwatch-sim`)."""
+"""Command line: `python -m device_sim run|record|replay|score ...` (also installed as `emwatch-sim`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import httpx
+
+from device_sim.noise import NOISE_PROFILES
 from device_sim.runner import run_simulation
+from device_sim.score import Tolerance, alerts_from_events, format_table, score
+from device_sim.trace import DEFAULT_START_MS, WorldSpec, parse_start, record, shift_truth
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +47,47 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--breach-fraction", type=float, default=0.05, help="share of subjects who breach a zone"
     )
-    run.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO")
+    _add_record(commands)
+    _add_replay(commands)
+    _add_score(commands)
     return parser
+
+
+def _add_record(commands: Any) -> None:
+    rec = commands.add_parser("record", help="simulate without a service and write a trace + ground truth")
+    rec.add_argument("trace", type=Path, help="trace file to write (.jsonl, or .jsonl.gz)")
+    rec.add_argument("--truth", type=Path, required=True, help="ground-truth JSON file to write")
+    rec.add_argument("--subjects", type=_positive_int, default=40)
+    rec.add_argument("--seed", type=int, default=1)
+    rec.add_argument("--hours", type=_positive_float, default=6.0, help="simulated duration")
+    rec.add_argument("--start", type=parse_start, default=DEFAULT_START_MS, help="ISO time with zone")
+    rec.add_argument("--breach-fraction", type=float, default=0.4, help="share scripted to violate")
+    rec.add_argument("--near-miss-fraction", type=float, default=0.2, help="share scripted to nearly violate")
+    rec.add_argument("--noise", choices=NOISE_PROFILES, default="clean")
+    rec.add_argument("--namespace", default="", help="prefix of every subject and device id")
+    rec.add_argument("--batch", type=_positive_int, default=1, metavar="N")
+
+
+def _add_replay(commands: Any) -> None:
+    rep = commands.add_parser("replay", help="publish a recorded trace over MQTT, timestamps rebased to now")
+    rep.add_argument("trace", type=Path)
+    rep.add_argument("--mqtt", default="mqtt://127.0.0.1:1883")
+    rep.add_argument("--speed", type=float, default=50.0, help="trace seconds per wall second; 0 = max")
+    rep.add_argument("--api", default=None, help="set the trace's world up through this API first")
+    rep.add_argument("--token", default=None, help="bearer token for --api")
+    rep.add_argument("--truth", type=Path, help="ground truth of the trace, to write rebased as --truth-out")
+    rep.add_argument("--truth-out", type=Path, help="where to write the rebased ground truth")
+
+
+def _add_score(commands: Any) -> None:
+    sc = commands.add_parser("score", help="score a service's alerts against a ground truth")
+    sc.add_argument("--truth", type=Path, required=True, help="ground truth (rebased if it was replayed)")
+    sc.add_argument("--alerts", required=True, help="API base URL, or a JSON / JSON Lines file of alerts")
+    sc.add_argument("--token", default=None, help="bearer token for an API URL")
+    sc.add_argument("--early", type=float, default=Tolerance().early_s, help="seconds an alert may precede")
+    sc.add_argument("--late", type=float, default=Tolerance().late_s, help="seconds an alert may follow")
+    sc.add_argument("--report", type=Path, help="write the JSON report here")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -49,7 +97,56 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per setup request drowns the progress
-    asyncio.run(_run(args))
+    if args.command == "record":
+        spec = WorldSpec(
+            args.subjects, args.seed, args.breach_fraction, args.near_miss_fraction, args.namespace
+        )
+        counts = record(spec, args.trace, args.truth, duration_s=args.hours * 3600, start_ms=args.start,
+                        noise=args.noise, batch=args.batch)  # fmt: skip
+        print(json.dumps(counts))
+    elif args.command == "replay":
+        asyncio.run(_replay(args))
+    elif args.command == "score":
+        _score(args)
+    else:
+        asyncio.run(_run(args))
+
+
+async def _replay(args: argparse.Namespace) -> None:
+    from device_sim.replay import replay
+    from device_sim.setup import setup_via_api
+    from device_sim.trace import read_header, world_digest
+
+    header = read_header(args.trace)
+    if args.api:
+        world = WorldSpec(**header["world"]).build()
+        if world_digest(world) != header["world_digest"]:
+            sys.exit("this trace was recorded by a different world generator; record it again")
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        async with httpx.AsyncClient(base_url=args.api, timeout=30.0, headers=headers) as client:
+            await setup_via_api(args.api, world, client=client)
+    shift = await replay(args.trace, args.mqtt, args.speed)
+    if args.truth and args.truth_out:
+        truth = json.loads(args.truth.read_text("utf-8"))
+        args.truth_out.write_text(json.dumps(shift_truth(truth, shift), indent=1) + "\n", "utf-8")
+    print(json.dumps({"shift_ms": shift}))
+
+
+def _score(args: argparse.Namespace) -> None:
+    truth = json.loads(args.truth.read_text("utf-8"))
+    source = str(args.alerts)
+    if source.startswith(("http://", "https://")):
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        response = httpx.get(source.rstrip("/") + "/api/alerts", params={"limit": 10_000}, headers=headers)
+        response.raise_for_status()
+        rows = response.json()
+    else:
+        text = Path(source).read_text("utf-8").strip()
+        rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    report = score(truth, alerts_from_events(rows), Tolerance(args.early, args.late))
+    print(format_table(report))
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=1) + "\n", "utf-8")
 
 
 async def _run(args: argparse.Namespace) -> None:

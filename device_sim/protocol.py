@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from device_sim.reporting import SOURCES, Fixes
+from device_sim.reporting import EVENT_TYPES, SOURCES, Events, Fixes, Report
 from device_sim.world import World
 
 TOPIC_PREFIX = "em/v1"
@@ -25,7 +25,7 @@ def batch_topic(gateway_id: str, prefix: str = TOPIC_PREFIX) -> str:
 
 
 def event_topic(device_id: str, prefix: str = TOPIC_PREFIX) -> str:
-    """Topic of a device event (strap_open, heartbeat, ...); not simulated yet."""
+    """Topic of a device event (strap_open, heartbeat, ...)."""
     return f"{prefix}/devices/{device_id}/event"
 
 
@@ -65,3 +65,21 @@ def encode_messages(fixes: Fixes, world: World, batch: int = 1, prefix: str = TO
         for gateway, items in by_gateway.items()
         for i in range(0, len(items), batch)
     ]
+
+
+def encode_events(events: Events, world: World, prefix: str = TOPIC_PREFIX) -> list[Message]:
+    """One message per device event on the device's event topic: `{"ts", "type", "batt"}`."""
+    ids = world.devices.ids
+    return [
+        (event_topic(ids[d], prefix), orjson.dumps({"ts": ts, "type": EVENT_TYPES[k], "batt": batt}))
+        for d, ts, k, batt in zip(
+            events.device_index.tolist(), events.ts.tolist(), events.type.tolist(), events.batt.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def encode_report(report: Report, world: World, batch: int = 1, prefix: str = TOPIC_PREFIX) -> list[Message]:
+    """A step's messages: events first (they are rare and urgent), then the fixes."""
+    events = encode_events(report.events, world, prefix)
+    return [*events, *encode_messages(report.fixes, world, batch, prefix)]

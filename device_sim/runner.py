@@ -8,10 +8,10 @@ import os
 import time
 from dataclasses import dataclass
 
-from device_sim.movement import Simulator
-from device_sim.protocol import encode_messages
+from device_sim.protocol import encode_report
 from device_sim.publish import MqttTarget, Publisher
 from device_sim.setup import setup_via_api
+from device_sim.simulator import DEFAULT_HORIZON_S, Simulator
 from device_sim.world import build_world
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ async def run_simulation(
     *,
     breach_fraction: float = 0.05,
     log_every_s: float = 5.0,
+    credentials: tuple[str, str] | None = None,
 ) -> None:
     """Build a world, create it through the API, then publish its fixes until duration or `stop`.
 
@@ -76,9 +77,14 @@ async def run_simulation(
         int(world.subjects.breacher.sum()),
         seed,
     )
-    await setup_via_api(api_url, world)
+    # `emwatch-sim run` against a service: EMWATCH_SIM_CREDENTIALS=user:password of an admin.
+    if credentials is None and ":" in (spec := os.environ.get("EMWATCH_SIM_CREDENTIALS", "")):
+        user, _, password = spec.partition(":")
+        credentials = (user, password)
+    await setup_via_api(api_url, world, credentials=credentials)
     clock = SimClock.starting_now(speed, duration_s)
-    sim = Simulator(world, clock.start_ms, seed)
+    horizon_s = duration_s * speed if duration_s is not None else DEFAULT_HORIZON_S
+    sim = Simulator(world, clock.start_ms, seed, horizon_s=horizon_s, track_truth=False)
     end_wall = clock.wall0 + duration_s if duration_s is not None else float("inf")
     stats = _Stats(time.monotonic())
     identifier = f"emwatch-sim-{os.getpid()}-{seed}"
@@ -89,10 +95,10 @@ async def run_simulation(
             if due > end_wall or await _stopped_before(stop, due - time.time()):
                 break
             t_ms += STEP_MS
-            fixes = sim.step(t_ms)
-            messages = encode_messages(fixes, world, batch)
+            report = sim.step(t_ms)
+            messages = encode_report(report, world, batch)
             await publisher.publish_all(messages)
-            stats.add(len(fixes), len(messages))
+            stats.add(len(report.fixes), len(messages))
             if stats.due(log_every_s):
                 stats.log(t_ms, int(sim.breaching.sum()))
     stats.log(t_ms, int(sim.breaching.sum()))

@@ -26,15 +26,22 @@ async def setup_via_api(
     client: httpx.AsyncClient | None = None,
     concurrency: int = 16,
     wait_healthy_s: float = 30.0,
+    credentials: tuple[str, str] | None = None,
 ) -> None:
-    """POST everything the simulation needs, parents before children; 409 means it already exists."""
+    """POST everything the simulation needs, parents before children; 409 means it already exists.
+
+    `credentials` (user, password) of an admin log the client in first; the API refuses anonymous calls.
+    """
     if client is None:
         async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as own_client:
             await setup_via_api(
-                base_url, world, client=own_client, concurrency=concurrency, wait_healthy_s=wait_healthy_s
+                base_url, world, client=own_client, concurrency=concurrency, wait_healthy_s=wait_healthy_s,
+                credentials=credentials,
             )
         return
     await wait_healthy(client, wait_healthy_s)
+    if credentials is not None:
+        await login(client, *credentials)
     limit = asyncio.Semaphore(concurrency)
     s = world.subjects
     # Jurisdictions one by one: a child's parent must exist first.
@@ -92,6 +99,14 @@ def jurisdiction_bodies(world: World) -> list[dict[str, Any]]:
             done.add(f["id"])
             del pending[f["id"]]
     return ordered
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> None:
+    """Log in and make every later request of `client` carry the access token."""
+    response = await client.post("/api/auth/login", json={"username": username, "password": password})
+    if response.status_code != 200:
+        raise SetupError(f"login as {username!r}: HTTP {response.status_code} {response.text[:200]}")
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
 
 
 async def wait_healthy(client: httpx.AsyncClient, timeout_s: float) -> None:

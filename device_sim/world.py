@@ -12,6 +12,15 @@ import numpy.typing as npt
 import shapely
 
 from device_sim.geo import FloatArray, LocalFrame
+from device_sim.kinds import (
+    CURFEW,
+    HOME_DRIFT,
+    HOME_DRIFT_M,
+    LEFT_HOME,
+    VICTIM,
+    VIOLATION_KINDS,
+    assign_kinds,
+)
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -22,6 +31,9 @@ DEFAULT_GEOFENCE_DIR = Path(__file__).resolve().parent.parent / "geofences" / "d
 # plus clipped GPS noise (<= 120 m) then still cannot put a fix on the wrong side.
 SAFE_MARGIN_M = 250.0
 VICTIM_RADIUS_M = 200.0
+# The victim_proximity rule's radius; routine legs keep a further 100 m (wander 60 m + GPS) away.
+VICTIM_PROXIMITY_M = 500.0
+CURFEW_SHARE = 0.3  # subjects under a night curfew (宵禁) besides those scripted to break it
 ACTIVITY_POINTS = 3  # places each subject commutes to from home (work, market, the 司法所...)
 RISK_LEVELS = ("high", "medium", "low")
 RISK_SHARES = (0.15, 0.45, 0.40)
@@ -72,10 +84,16 @@ class Subjects:
     activity_y: FloatArray
     victim_x: FloatArray  # centre of the subject's own exclusion circle, NaN when none
     victim_y: FloatArray
-    breacher: BoolArray  # ground truth: this subject will breach a zone during the run
+    script: IntArray  # kinds.KIND_NAMES index: the violation or near-miss this subject is scripted for
+    curfew: BoolArray  # must be at home during kinds.CURFEW_LOCAL_H
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def breacher(self) -> BoolArray:
+        """Subjects scripted to commit a violation."""
+        return np.isin(self.script, VIOLATION_KINDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +159,18 @@ def load_geography(directory: Path | None = None) -> Geography:
 
 
 def build_world(
-    n_subjects: int, seed: int = 1, breach_fraction: float = 0.05, geography: Geography | None = None
+    n_subjects: int,
+    seed: int = 1,
+    breach_fraction: float = 0.05,
+    geography: Geography | None = None,
+    near_miss_fraction: float = 0.0,
+    namespace: str = "",
 ) -> World:
-    """A deterministic world: the same arguments always give the same subjects, homes and devices."""
+    """A deterministic world: the same arguments always give the same subjects, homes and devices.
+
+    `breach_fraction` of the subjects are scripted to commit a violation, `near_miss_fraction` to
+    behave suspiciously but legally; `namespace` prefixes every subject and device id.
+    """
     if not 0.0 <= breach_fraction <= 1.0:
         raise ValueError(f"breach_fraction must be within 0..1, got {breach_fraction}")
     geo = geography or load_geography()
@@ -156,7 +183,10 @@ def build_world(
         return np.asarray(shapely.contains_xy(geo.safe_xy, x, y))
 
     home_x, home_y = _sample_points(rng, in_safe, cx, cy, sigma)
-    has_victim = rng.random(n) < VICTIM_ZONE_SHARE
+    script = assign_kinds(np.random.default_rng([seed, 2]), n, breach_fraction, near_miss_fraction)
+    drift = script == HOME_DRIFT
+    home_x[drift], home_y[drift] = _near_exclusion(geo, rng, home_x[drift], home_y[drift])
+    has_victim = (rng.random(n) < VICTIM_ZONE_SHARE) & ~drift | (script == VICTIM)
     # A victim lives 1.5-4 km away: far enough that the 200 m circle never covers the subject's home.
     vx, vy = _sample_points(rng, in_safe, home_x, home_y, np.full(n, 1_500.0), ring=True)
     vx, vy = np.where(has_victim, vx, np.nan), np.where(has_victim, vy, np.nan)
@@ -164,14 +194,13 @@ def build_world(
     ax, ay = np.empty((n, ACTIVITY_POINTS)), np.empty((n, ACTIVITY_POINTS))
 
     def activity_ok(rows: IntArray, x: FloatArray, y: FloatArray) -> BoolArray:
-        return _safe_leg(geo, home_x[rows], home_y[rows], x, y, vx[rows], vy[rows])
+        # A near-miss home by an exclusion zone is not in the safe region; its owner stays home.
+        return np.asarray(_safe_leg(geo, home_x[rows], home_y[rows], x, y, vx[rows], vy[rows]) | drift[rows])
 
     for k in range(ACTIVITY_POINTS):
         ax[:, k], ay[:, k] = _sample_points(rng, activity_ok, cx, cy, sigma * 1.3)
 
-    breacher = np.zeros(n, dtype=bool)
-    breacher[rng.choice(n, size=round(n * breach_fraction), replace=False)] = True
-    ids = [f"subj-{i + 1:06d}" for i in range(n)]
+    ids = [f"{namespace}subj-{i + 1:06d}" for i in range(n)]
     subjects = Subjects(
         ids=ids,
         names=[_name(rng) for _ in range(n)],
@@ -184,10 +213,12 @@ def build_world(
         activity_y=ay,
         victim_x=vx,
         victim_y=vy,
-        breacher=breacher,
+        script=script,
+        curfew=(rng.random(n) < CURFEW_SHARE) | (script == CURFEW),
     )
-    has_phone = rng.random(n) < PHONE_SHARE
-    return World(seed, geo, subjects, _devices(subjects, has_phone), _own_zones(geo.frame, subjects))
+    has_phone = (rng.random(n) < PHONE_SHARE) | (script == LEFT_HOME)
+    devices = _devices(subjects, has_phone, namespace)
+    return World(seed, geo, subjects, devices, _own_zones(geo.frame, subjects))
 
 
 def _office_shares(count: int) -> FloatArray:
@@ -235,7 +266,7 @@ def _safe_leg(
     lines = shapely.linestrings(np.stack([np.column_stack([x0, y0]), np.column_stack([x1, y1])], axis=1))
     inside = shapely.within(lines, geo.safe_xy)
     clearance = _segment_distance(x0, y0, x1, y1, vx, vy)
-    far_from_victim = np.isnan(clearance) | (clearance > VICTIM_RADIUS_M + SAFE_MARGIN_M)
+    far_from_victim = np.isnan(clearance) | (clearance > VICTIM_PROXIMITY_M + 100.0)
     long_enough = np.hypot(x1 - x0, y1 - y0) > 300.0
     return np.asarray(inside & far_from_victim & long_enough, dtype=bool)
 
@@ -249,23 +280,42 @@ def _segment_distance(
     return np.asarray(np.hypot(x0 + t * dx - px, y0 + t * dy - py), dtype=np.float64)
 
 
+def _near_exclusion(
+    geo: Geography, rng: np.random.Generator, x: FloatArray, y: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Homes moved to kinds.HOME_DRIFT_M from the edge of an exclusion zone everyone must avoid."""
+    shared = [a for a, z in zip(geo.exclusions_xy, geo.exclusion_features, strict=True)
+              if z["properties"].get("group_id") is None]  # fmt: skip
+    zone = np.array(shared)[rng.integers(0, len(shared), x.size)]
+    centre = shapely.get_coordinates(shapely.centroid(zone))
+    bearing = rng.uniform(0, 2 * np.pi, x.size)
+    unit = np.column_stack([np.cos(bearing), np.sin(bearing)])
+    want = rng.uniform(*HOME_DRIFT_M, x.size)
+    reach = want + 300.0
+    for _ in range(8):  # Newton-like: move out or in by the distance error
+        points = centre + unit * reach[:, None]
+        reach += want - shapely.distance(zone, shapely.points(points))
+    points = centre + unit * reach[:, None]
+    return points[:, 0].copy(), points[:, 1].copy()
+
+
 def _name(rng: np.random.Generator) -> str:
     given = rng.choice(list(_GIVEN), size=int(rng.integers(1, 3)))
     return str(rng.choice(list(_SURNAMES))) + "".join(given)
 
 
-def _devices(subjects: Subjects, has_phone: BoolArray) -> Devices:
+def _devices(subjects: Subjects, has_phone: BoolArray, namespace: str) -> Devices:
     """One ankle bracelet per subject (`dev-<n>`), plus a paired phone (`dev-9<n>`) for some."""
     ids, kinds, owner, interval, gateways = [], [], [], [], []
     for i, (risk, office) in enumerate(zip(subjects.risk_levels, subjects.jurisdiction_ids, strict=True)):
         gateway = "gw-" + office.removeprefix("demo-office-")
-        ids.append(f"dev-{i + 1:06d}")
+        ids.append(f"{namespace}dev-{i + 1:06d}")
         kinds.append("ankle")
         owner.append(i)
         interval.append(REPORT_INTERVAL_S[risk])
         gateways.append(gateway)
         if has_phone[i]:
-            ids.append(f"dev-{900_000 + i + 1:06d}")
+            ids.append(f"{namespace}dev-{900_000 + i + 1:06d}")
             kinds.append("phone")
             owner.append(i)
             interval.append(PHONE_INTERVAL_S)

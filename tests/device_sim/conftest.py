@@ -8,12 +8,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from device_sim.movement import Simulator
+from device_sim.noise import NoiseParams
+from device_sim.simulator import Simulator
 from device_sim.world import World, build_world
 
 START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z, a whole second
 TRACE_HOURS = 4
 TRACE_STEP_MS = 5_000
+# Without coverage gaps every fix is sent when measured, so the ground truth at send time is its own.
+NO_GAPS = NoiseParams(gap_per_h=0.0)
 
 
 @dataclass(frozen=True)
@@ -35,10 +38,10 @@ def world() -> World:
 
 @pytest.fixture(scope="session")
 def simulator_trace(world: World) -> tuple[Simulator, Trace]:
-    sim = Simulator(world, START_MS)
+    sim = Simulator(world, START_MS, noise=NO_GAPS, horizon_s=TRACE_HOURS * 3600)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("device_index", "ts", "lon", "lat", "routine")}
     for t in range(START_MS + TRACE_STEP_MS, START_MS + TRACE_HOURS * 3_600_000 + 1, TRACE_STEP_MS):
-        fixes = sim.step(t)
+        fixes = sim.step(t).fixes
         subject = world.devices.subject_index[fixes.device_index]
         parts["device_index"].append(fixes.device_index)
         parts["ts"].append(fixes.ts)
