@@ -25,7 +25,8 @@ def _server(settings: Settings) -> uvicorn.Server:
 
     config = uvicorn.Config(
         create_app(settings), host=settings.http_host, port=settings.http_port,
-        log_level=settings.log_level.lower(), ws="websockets-sansio", timeout_graceful_shutdown=5, lifespan="on",
+        log_level=settings.log_level.lower(), ws="websockets-sansio", timeout_graceful_shutdown=5,
+        lifespan="on",
     )
     return uvicorn.Server(config)
 

@@ -31,4 +31,6 @@ def dead_letter_reason_label(reason: str) -> str:
         if label in reason:
             return label.replace(" ", "_")
     return "invalid"
-COMMIT_RETRIES = Counter("emwatch_commit_retries_total", "Batch commits retried while the database was unreachable")
+COMMIT_RETRIES = Counter(
+    "emwatch_commit_retries_total", "Batch commits retried while the database was unreachable"
+)

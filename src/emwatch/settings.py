@@ -48,16 +48,22 @@ class Settings(BaseSettings):
         3600, ge=0, description="A legal hold keeps its subject's fixes this long before and after the alert."
     )
     # -- rules (issue: the full supervision rule set) --
-    zone_open_fixes: int = Field(2, ge=1, description="Consecutive breaching fixes before a zone alert opens...")
+    zone_open_fixes: int = Field(
+        2, ge=1, description="Consecutive breaching fixes before a zone alert opens..."
+    )
     zone_open_s: float = Field(60.0, ge=0, description="...or this many seconds in breach (0: count only).")
-    zone_clear_fixes: int = Field(3, ge=1, description="Consecutive compliant fixes before a zone alert clears...")
+    zone_clear_fixes: int = Field(
+        3, ge=1, description="Consecutive compliant fixes before a zone alert clears..."
+    )
     zone_clear_s: float = Field(120.0, ge=0, description="...or this many seconds back in compliance.")
     silence_limit_s: dict[str, float] = Field(
         {"high": 300.0, "medium": 900.0, "low": 1800.0},
         description="脱管: a bracelet silent longer than this (by risk level) raises signal_lost.",
     )
     max_speed_kmh: float = Field(250.0, gt=0, description="Faster implied movement marks a fix suspect.")
-    rules_tick_s: float = Field(5.0, gt=0, description="How often timer rules (signal_lost) run over all devices.")
+    rules_tick_s: float = Field(
+        5.0, gt=0, description="How often clock rules (signal_lost, curfew) run over all devices."
+    )
     bootstrap_admin: str | None = Field(
         None, description="`user:password` of an admin created at start when no such user exists yet."
     )
