@@ -28,6 +28,9 @@ async def test_phone_far_from_the_bracelet_opens_device_separation_with_evidence
         assert (alert["type"], alert["rule"], alert["device_id"]) == ("alert", "device_separation", bracelet)
         assert alert["data"]["evidence"] == ["distance"]
         assert alert["data"]["phone_id"] == phone
+    # The evidence is stored with the alert: a client resuming from before it gets the same message.
+    async with feed(service, subject, since=alert["seq"] - 1) as replay:
+        assert await replay.next() == alert
 
 
 async def test_victim_device_created_over_the_api_keeps_the_subject_away(service: Service) -> None:
