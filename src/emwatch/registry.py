@@ -75,6 +75,7 @@ class Registry:
     schedules: ScheduleTable  # zones with time windows (curfews); the rest are always in force
     permits: PermitTable  # approved leave permits (外出请假)
     permit_destination: NDArray[np.bool_]  # zones only a permit puts in force
+    zone_buffer_m: NDArray[np.float64]  # warning ring around exclusion zones (NaN: none)
     # Proximity rules: the subject each victim device protects (-1: none), and contact bans.
     device_protects: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
     ban_a: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
@@ -167,6 +168,7 @@ class Registry:
             schedules=ScheduleTable.build([z.schedule for z in zones]),
             permits=PermitTable.build(permits, subject_index, index.index_of),
             permit_destination=destination,
+            zone_buffer_m=np.array([z.buffer_m or np.nan for z in zones], dtype=np.float64),
             device_protects=protects,
             ban_a=np.array([subject_index[b.subject_a] for b in live_bans], dtype=np.int32),
             ban_b=np.array([subject_index[b.subject_b] for b in live_bans], dtype=np.int32),

@@ -22,6 +22,7 @@ VICTIM = Zone("victim", "exclusion", shapely.Point(120.05, 30.05), radius_m=200,
 POSITIONS = {
     "in": (120.02, 30.02), "in2": (120.021, 30.021), "out": (120.5, 30.5), "school": (120.105, 30.105),
     "victim": (120.05, 30.0505),
+    "in_victim_ring": (120.05, 30.0540),  # ~445 m north of the victim: outside 200 m, inside 200 + 300 m
     "edge_out": (120.2003, 30.1), "near_school": (120.0997, 30.105), "far": (121.5, 30.1),
 }
 # Due north of "in" by so many metres (a degree of latitude is 111,195 m on the authalic sphere).

@@ -16,6 +16,8 @@ SEVERITY: dict[str, dict[str, str]] = {
     "location_anomaly": {"high": "serious", "medium": "serious", "low": "warning"},
     "curfew_violation": {"high": "critical", "medium": "serious", "low": "serious"},
     "permit_overdue": {"high": "critical", "medium": "serious", "low": "serious"},
+    # A warning ring exists to act before the violation: urgent for high-risk subjects.
+    "zone_approach": {"high": "serious", "medium": "warning", "low": "warning"},
     # 人机分离: the bracelet may be off the person, but the evidence is circumstantial (a fused score).
     "device_separation": {"high": "critical", "medium": "serious", "low": "serious"},
     # A protected victim's safety is at stake whatever the subject's own risk level.

@@ -68,6 +68,12 @@ def zone_from_feature(feature: Mapping[str, Any]) -> Zone:
     schedule = props.get("schedule")
     if schedule is not None and not isinstance(schedule, Mapping):
         raise ZoneError("schedule must be an object or null")
+    buffer_m = props.get("buffer_m")
+    if buffer_m is not None and (
+        kind != "exclusion" or isinstance(buffer_m, bool) or not isinstance(buffer_m, int | float)
+        or not 0 < buffer_m <= 50_000
+    ):
+        raise ZoneError("buffer_m must be a number of metres in (0, 50000], on exclusion zones only")
     used = _RESERVED | ({"id"} if "id" not in feature else set())
     return Zone(
         id=zone_id,

@@ -182,9 +182,22 @@ def _build_cover(
     owners: list[NDArray[np.int32]] = [np.empty(0, np.int32)]
     for i in np.flatnonzero(covered).tolist():
         z, g = zones[i], geoms[i]
-        c = circle_cover(g.y, g.x, z.radius_m, res) if z.radius_m is not None else polygon_cover(g, res)
+        # The cover must also hold the warning ring, or an approach would go unseen.
+        ring = z.buffer_m or 0.0
+        if z.radius_m is not None:
+            c = circle_cover(g.y, g.x, z.radius_m + ring, res)
+        else:
+            c = polygon_cover(g.buffer(_metres_as_degrees(ring, g)) if ring else g, res)
         cells.append(c)
         owners.append(np.full(len(c), i, dtype=np.int32))
     all_cells, all_owners = np.concatenate(cells), np.concatenate(owners)
     order = np.argsort(all_cells, kind="stable")
     return all_cells[order], all_owners[order]
+
+
+def _metres_as_degrees(metres: float, geometry: shapely.Geometry) -> float:
+    """A buffer in degrees at least `metres` wide everywhere on the geometry (longitude degrees
+    shrink towards the poles, so divide by the smallest cosine over its latitudes)."""
+    _, min_lat, _, max_lat = shapely.bounds(geometry)
+    cos = max(np.cos(np.radians(max(abs(min_lat), abs(max_lat)))), 0.01)
+    return float(metres / (111_320.0 * cos))

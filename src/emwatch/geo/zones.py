@@ -29,6 +29,12 @@ class Zone:
     def is_circle(self) -> bool:
         return self.radius_m is not None
 
+    @property
+    def buffer_m(self) -> float | None:
+        """Width of the warning ring around an exclusion zone (`approach` alerts), if it has one."""
+        value = self.properties.get("buffer_m")
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
 
 class ZoneError(ValueError):
     """A zone definition that cannot be accepted; the message is a reason a person can act on."""

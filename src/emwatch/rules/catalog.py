@@ -15,6 +15,7 @@ RULES: tuple[str, ...] = (
     "device_separation",  # 人机分离: the bracelet and its paired phone are no longer on one person
     "victim_proximity",  # inside the moving exclusion circle around a protected victim's device
     "subject_contact",   # two subjects forbidden to meet were together for too long
+    "zone_approach",     # inside the warning ring (buffer_m) around an exclusion zone
 )
 RULE_CODE: dict[str, int] = {name: code for code, name in enumerate(RULES)}
 
@@ -27,7 +28,8 @@ SIGNAL_LOST = RULE_CODE["signal_lost"]
 LOCATION_ANOMALY = RULE_CODE["location_anomaly"]
 CURFEW_VIOLATION = RULE_CODE["curfew_violation"]
 PERMIT_OVERDUE = RULE_CODE["permit_overdue"]
-ZONE_RULES = frozenset({ZONE_EXIT, ZONE_ENTRY, CURFEW_VIOLATION})
+ZONE_APPROACH = RULE_CODE["zone_approach"]
+ZONE_RULES = frozenset({ZONE_EXIT, ZONE_ENTRY, CURFEW_VIOLATION, ZONE_APPROACH})
 DEVICE_SEPARATION = RULE_CODE["device_separation"]
 VICTIM_PROXIMITY = RULE_CODE["victim_proximity"]
 SUBJECT_CONTACT = RULE_CODE["subject_contact"]

@@ -7,8 +7,8 @@ from numpy.typing import NDArray
 
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
-from emwatch.rules.accuracy import accuracy_m, classify
-from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
+from emwatch.rules.accuracy import SRC_LBS, accuracy_m, classify, distance_to_zone_m
+from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.permits import apply_permits, permit_zone_in_force
 
 
@@ -97,9 +97,25 @@ def evaluate_containment(
         rule, breach = apply_permits(
             permits, returned, subject, zones, ts, rule, breach, usual & ~destination
         )
-    return Observations(
+    checks = Observations(
         subject=subject, rule=rule, zone=zones, device=batch.device[fix], ts=ts,
         lat=lat, lon=lon, breach=breach, confirmed=confirmed,
+    )
+    return Observations.concat([checks, _approach_checks(registry, checks, f.src[fix])])
+
+
+def _approach_checks(registry: Registry, checks: Observations, src: NDArray[np.int8]) -> Observations:
+    """`zone_approach` for exclusion zones with a warning ring: within `buffer_m` of the zone (or in it)."""
+    buffer_m = registry.zone_buffer_m[checks.zone]
+    rows = np.flatnonzero(~np.isnan(buffer_m) & (checks.rule == ZONE_ENTRY))
+    if len(rows) == 0:
+        return Observations.empty()
+    distance = distance_to_zone_m(registry.zones, checks.zone[rows], checks.lon[rows], checks.lat[rows])
+    near = (distance <= buffer_m[rows]) & registry.schedules.active(checks.zone[rows], checks.ts[rows])
+    return Observations(
+        subject=checks.subject[rows], rule=np.full(len(rows), ZONE_APPROACH, np.int16), zone=checks.zone[rows],
+        device=checks.device[rows], ts=checks.ts[rows], lat=checks.lat[rows], lon=checks.lon[rows],
+        breach=near, confirmed=near & (src[rows] != SRC_LBS),
     )
 
 
