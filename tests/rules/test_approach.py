@@ -23,7 +23,7 @@ VICTIM_RING = Zone("victim", "exclusion", shapely.Point(120.05, 30.05), radius_m
     (["near_school", "in"], [("alert", "zone_approach", "school"), ("cleared", "zone_approach", "school")]),
     (["school"], [("alert", "zone_approach", "school"), ("alert", "zone_entry", "school")]),
     (["victim"], [("alert", "zone_approach", "victim"), ("alert", "zone_entry", "victim")]),
-    (["in"] + ["in_victim_ring"], [("alert", "zone_approach", "victim")]),
+    (["in", "in_victim_ring"], [("alert", "zone_approach", "victim")]),
 ])
 def test_approach(positions: list[str], expected: list[tuple[str, str, str]]) -> None:
     world = World(zones=[COUNTY, SCHOOL_RING, VICTIM_RING], config=RuleConfig(max_speed_kmh=1e12))

@@ -113,7 +113,8 @@ def _approach_checks(registry: Registry, checks: Observations, src: NDArray[np.i
     distance = distance_to_zone_m(registry.zones, checks.zone[rows], checks.lon[rows], checks.lat[rows])
     near = (distance <= buffer_m[rows]) & registry.schedules.active(checks.zone[rows], checks.ts[rows])
     return Observations(
-        subject=checks.subject[rows], rule=np.full(len(rows), ZONE_APPROACH, np.int16), zone=checks.zone[rows],
+        subject=checks.subject[rows], rule=np.full(len(rows), ZONE_APPROACH, np.int16),
+        zone=checks.zone[rows],
         device=checks.device[rows], ts=checks.ts[rows], lat=checks.lat[rows], lon=checks.lon[rows],
         breach=near, confirmed=near & (src[rows] != SRC_LBS),
     )
