@@ -49,6 +49,7 @@ def cmd_migrate(settings: Settings) -> int:
 
 def cmd_zones_load(settings: Settings, files: Sequence[Path]) -> int:
     from emwatch.geo.geojson import ZoneError, zones_from_geojson
+    from emwatch.rules.schedule import parse_schedule
     from emwatch.store import repo
     from emwatch.store.db import connect_pool, migrate
     from emwatch.store.registry_source import zone_row
@@ -56,7 +57,11 @@ def cmd_zones_load(settings: Settings, files: Sequence[Path]) -> int:
     zones = []
     for path in files:
         try:
-            zones.extend(zones_from_geojson(json.loads(path.read_text(encoding="utf-8"))))
+            loaded = zones_from_geojson(json.loads(path.read_text(encoding="utf-8")))
+            for zone in loaded:
+                if zone.schedule is not None:
+                    parse_schedule(zone.schedule)  # ScheduleError is a ValueError
+            zones.extend(loaded)
         except (OSError, ValueError, ZoneError) as exc:
             print(f"{path}: {exc}", file=sys.stderr)
             return 2

@@ -88,3 +88,33 @@ async def test_permit_with_an_ordinary_zone_as_destination_is_refused(service: S
         "zone_ids": [f"z-{device[2:]}-county"],
     })
     assert r.status_code == 422 and "permit_destination" in r.text
+
+
+async def test_curfew_catches_a_bracelet_that_sends_nothing(service: Service) -> None:
+    subject, device = await service.add_subject()
+    home = {
+        "type": "Feature", "id": f"home-{subject}",
+        "geometry": {"type": "Point", "coordinates": list(INSIDE)},
+        # A window from 00:00 to 00:00 is in force around the clock: the curfew applies right now.
+        "properties": {"kind": "inclusion", "radius_m": 100, "subject_id": subject,
+                       "schedule": {"tz": "Asia/Shanghai", "windows": [{"start": "00:00", "end": "00:00"}]}},
+    }
+    async with feed(service, subject) as client:
+        assert (await service.http.post("/api/zones", json=home)).status_code == 201
+        alert = await client.next(timeout=15)  # the clock rule, not a fix, raises it
+        assert (alert["type"], alert["rule"], alert["zone_id"], alert["confidence"]) == (
+            "alert", "curfew_violation", home["id"], "possible")
+        await service.publish_fix(device, *INSIDE)  # at home after all
+        cleared = await client.next()
+        assert (cleared["type"], cleared["rule"]) == ("cleared", "curfew_violation")
+
+
+async def test_a_schedule_that_cannot_be_read_is_refused(service: Service) -> None:
+    subject, _ = await service.add_subject()
+    home = {
+        "type": "Feature", "id": f"bad-{subject}", "geometry": {"type": "Point", "coordinates": list(INSIDE)},
+        "properties": {"kind": "inclusion", "radius_m": 100, "subject_id": subject,
+                       "schedule": {"windows": [{"start": "25:00", "end": "06:00"}]}},
+    }
+    r = await service.http.post("/api/zones", json=home)
+    assert r.status_code == 422 and "25:00" in r.text

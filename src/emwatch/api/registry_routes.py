@@ -11,6 +11,7 @@ from emwatch.api.deps import Services
 from emwatch.api.schemas import DeviceIn, DeviceOut, JurisdictionIn, JurisdictionOut, SubjectIn, SubjectOut
 from emwatch.geo.geojson import ZoneError, zone_to_feature, zones_from_geojson
 from emwatch.geo.zones import Zone
+from emwatch.rules.schedule import ScheduleError, parse_schedule
 from emwatch.store import repo, scoped
 from emwatch.store.registry_source import zone_feature_from_row, zone_row
 
@@ -124,7 +125,10 @@ async def create_zones(svc: Svc, user: Writer, body: Annotated[dict[str, Any], B
     """Store a GeoJSON Feature or FeatureCollection of zones (see geofences/README.md)."""
     try:
         zones = zones_from_geojson(body)
-    except ZoneError as exc:
+        for zone in zones:
+            if zone.schedule is not None:
+                parse_schedule(zone.schedule)
+    except (ZoneError, ScheduleError) as exc:
         raise HTTPException(422, f"invalid zone: {exc}") from exc
     for zone in zones:
         await _check_zone(svc, user, zone)
