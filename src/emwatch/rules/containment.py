@@ -10,6 +10,7 @@ from emwatch.registry import Registry
 from emwatch.rules.accuracy import SRC_LBS, accuracy_m, classify, distance_to_zone_m
 from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.permits import apply_permits, permit_zone_in_force
+from emwatch.rules.runs import expand_runs
 
 
 def subject_pairs(
@@ -19,15 +20,6 @@ def subject_pairs(
     start = registry.pair_start[subject]
     rows, at = expand_runs(start, registry.pair_start[subject + 1] - start)
     return rows, registry.pair_zone[at]
-
-
-def expand_runs(
-    start: NDArray[np.int64], count: NDArray[np.int64]
-) -> tuple[NDArray[np.intp], NDArray[np.int64]]:
-    """For runs [start[i], start[i] + count[i]): the owning i and the position of every element."""
-    rows = np.repeat(np.arange(len(start), dtype=np.intp), count)
-    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-    return rows, np.repeat(start, count) + within
 
 
 def zone_rule(registry: Registry, zone: NDArray[np.int32]) -> NDArray[np.int16]:

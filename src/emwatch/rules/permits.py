@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emwatch.rules.catalog import PERMIT_OVERDUE
+from emwatch.rules.runs import expand_runs
 
 PERMIT_DESTINATION = "permit_destination"  # zones.properties.role of a zone only a permit enforces
 
@@ -69,10 +70,8 @@ class PermitTable:
         q = np.maximum(p, 0)
         active = np.flatnonzero((p >= 0) & (ts < self.ends[q]))
         start = self.zone_start[q[active]]
-        count = self.zone_start[q[active] + 1] - start
-        rows = np.repeat(active, count)
-        within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
-        return rows.astype(np.intp), self.zone[np.repeat(start, count) + within]
+        run, at = expand_runs(start, self.zone_start[q[active] + 1] - start)
+        return active[run].astype(np.intp), self.zone[at]
 
     def latest_started(self, subject: NDArray[np.int32], ts: NDArray[np.int64]) -> NDArray[np.intp]:
         """Per (subject, instant): the subject's permit that started last at or before it, else -1."""

@@ -29,8 +29,8 @@ from emwatch.geo.cells import haversine_m
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.catalog import SUBJECT_CONTACT, VICTIM_PROXIMITY
-from emwatch.rules.containment import expand_runs
 from emwatch.rules.pair_state import NEVER, PairState, pair_code
+from emwatch.rules.runs import expand_runs
 
 RING_NAMES = ("clear", "warning", "violation")
 

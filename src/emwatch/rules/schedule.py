@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 from numpy.typing import NDArray
 
+from emwatch.rules.runs import expand_runs
+
 log = logging.getLogger(__name__)
 
 DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -122,10 +124,9 @@ class ScheduleTable:
         wz = self.window_zone[order]
         lo = np.searchsorted(wz, zone[rows], side="left")
         hi = np.searchsorted(wz, zone[rows], side="right")
-        count = hi - lo
-        owner = np.repeat(rows, count)
-        within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        window = order[np.repeat(lo, count) + within]
+        run, at = expand_runs(lo, hi - lo)
+        owner = rows[run]
+        window = order[at]
         minute = self._minute_of_week(ts_ms[owner], self.window_tz[window])
         # Minutes since the window's start, wrapping around the week (Sunday night → Monday morning).
         inside = (minute - self.window_start[window]) % MINUTES_PER_WEEK < self.window_length[window]
