@@ -81,17 +81,37 @@ class EpisodeBook:
         return np.array(sorted(c for k in keys if (c := self._code_of(k)) is not None), dtype=np.int64)
 
     def _refresh(self) -> None:
+        """Rebuild the sorted code views from scratch (after a registry change)."""
         self._open_codes = self._codes(self._open)
         self._pending_codes = self._codes(self._pending)
         self._possible_codes = self._codes(k for k, c in self._open.items() if c == "possible")
-        zone_open = [
-            (self._subject_index[k.subject_id], self.registry.zones.index_of[k.zone_id])
-            for k in self._open
-            if RULES.index(k.rule) in ZONE_RULES and self._code_of(k) is not None
-        ]
-        zone_open.sort()
-        self.open_subject = np.array([p[0] for p in zone_open], dtype=np.int32)
-        self.open_zone = np.array([p[1] for p in zone_open], dtype=np.int32)
+        self._derive_zone_pairs()
+
+    def _sync(self, touched: Iterable[EpisodeKey]) -> None:
+        """Update the sorted code views for the keys one batch touched: O(changes), not O(open)."""
+        states = [(c, k) for k in touched if (c := self._code_of(k)) is not None]
+        if not states:
+            return
+        codes = np.array([c for c, _ in states], dtype=np.int64)
+
+        def place(current: NDArray[np.int64], member: list[bool]) -> NDArray[np.int64]:
+            keep = np.asarray(member, dtype=bool)
+            return np.union1d(np.setdiff1d(current, codes[~keep], assume_unique=True), codes[keep])
+
+        self._open_codes = place(self._open_codes, [k in self._open for _, k in states])
+        self._pending_codes = place(self._pending_codes, [k in self._pending for _, k in states])
+        possible = [self._open.get(k) == "possible" for _, k in states]
+        self._possible_codes = place(self._possible_codes, possible)
+        self._derive_zone_pairs()
+
+    def _derive_zone_pairs(self) -> None:
+        # Codes sort by subject first (the most significant part), so the pairs come out sorted by subject.
+        codes = self._open_codes
+        zone = codes % self._n_zones - 1
+        rule = (codes // self._n_zones) % len(RULES)
+        keep = np.isin(rule, list(ZONE_RULES)) & (zone >= 0)
+        self.open_subject = (codes[keep] // self._n_zones // len(RULES)).astype(np.int32)
+        self.open_zone = zone[keep].astype(np.int32)
 
     def open_pairs(self) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
         """(subject, zone) of every open zone episode, sorted by subject."""
@@ -110,8 +130,9 @@ class EpisodeBook:
             return []
         rows = np.flatnonzero(np.isin(code, np.unique(code[news])))
         rows = rows[np.lexsort((obs.ts[rows], code[rows]))]
-        events = [ev for i in rows.tolist() if (ev := self._step(obs, i)) is not None]
-        self._refresh()
+        touched: set[EpisodeKey] = set()
+        events = [ev for i in rows.tolist() if (ev := self._step(obs, i, touched)) is not None]
+        self._sync(touched)
         events.sort(key=lambda e: e.ts)  # stable: one episode's own order is kept
         return events
 
@@ -139,13 +160,14 @@ class EpisodeBook:
             events.append(dataclasses.replace(self._event("cleared", key, obs, last, confidence), late=True))
         return events
 
-    def _step(self, obs: Observations, i: int) -> AlertEvent | None:
+    def _step(self, obs: Observations, i: int, touched: set[EpisodeKey]) -> AlertEvent | None:
         registry = self.registry
         rule = RULES[int(obs.rule[i])]
         zone = int(obs.zone[i])
         subject = int(obs.subject[i])
         zone_id = registry.zones.zones[zone].id if zone >= 0 else ""
         key = EpisodeKey(registry.subject_ids[subject], rule, zone_id)
+        touched.add(key)
         policy = self._policies.get(rule, IMMEDIATE)
         ts, breach, confirmed = int(obs.ts[i]), bool(obs.breach[i]), bool(obs.confirmed[i])
         state = self._open.get(key)

@@ -52,10 +52,11 @@ def evaluate_containment(
 
     # A shared zone is re-checked on every fix of a subject with an episode open in it, or who came
     # near it earlier in this batch: otherwise leaving it (no longer a candidate) would go unseen.
-    sticky_subject = np.concatenate([open_pairs[0], subj[rows_b]]).astype(np.int32)
-    sticky_zone = np.concatenate([open_pairs[1], zone_b]).astype(np.int32)
-    order = np.lexsort((sticky_zone, sticky_subject))
-    rows_c, zone_c = _rows_with_open_episodes(subj, sticky_subject[order], sticky_zone[order])
+    # open_pairs arrive sorted by subject; only this batch's few candidates need sorting.
+    rows_open, zone_open = _rows_with_open_episodes(subj, open_pairs[0], open_pairs[1])
+    order = np.argsort(subj[rows_b], kind="stable")
+    rows_near, zone_near = _rows_with_open_episodes(subj, subj[rows_b][order], zone_b[order])
+    rows_c, zone_c = np.concatenate([rows_open, rows_near]), np.concatenate([zone_open, zone_near])
 
     permits = registry.permits
     rows_d, zone_d = permits.destinations(subj, batch.fixes.ts[rows_all])
