@@ -47,6 +47,14 @@ class Debounce:
 IMMEDIATE = Debounce()
 
 
+def is_member(sorted_codes: NDArray[np.int64], values: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Membership by binary search in a sorted array: no hashing of the (large) sorted side."""
+    if len(sorted_codes) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_codes, values), len(sorted_codes) - 1)
+    return np.asarray(sorted_codes[at] == values)
+
+
 class EpisodeBook:
     """Open episodes (with their confidence) and partial evidence towards opening or clearing one."""
 
@@ -96,7 +104,11 @@ class EpisodeBook:
 
         def place(current: NDArray[np.int64], member: list[bool]) -> NDArray[np.int64]:
             keep = np.asarray(member, dtype=bool)
-            return np.union1d(np.setdiff1d(current, codes[~keep], assume_unique=True), codes[keep])
+            drop = np.sort(codes[~keep])
+            current = current[~is_member(drop, current)] if len(drop) else current
+            add = np.unique(codes[keep])
+            add = add[~is_member(current, add)]
+            return np.insert(current, np.searchsorted(current, add), add) if len(add) else current
 
         self._open_codes = place(self._open_codes, [k in self._open for _, k in states])
         self._pending_codes = place(self._pending_codes, [k in self._pending for _, k in states])
@@ -122,13 +134,13 @@ class EpisodeBook:
         if len(obs) == 0:
             return []
         code = (obs.subject.astype(np.int64) * len(RULES) + obs.rule) * self._n_zones + obs.zone + 1
-        is_open = np.isin(code, self._open_codes)
+        is_open = is_member(self._open_codes, code)
         # Most rows confirm the state we already have; only keys with news go to the scalar loop.
-        news = (obs.breach != is_open) | np.isin(code, self._pending_codes)
-        news |= is_open & obs.breach & obs.confirmed & np.isin(code, self._possible_codes)
+        news = (obs.breach != is_open) | is_member(self._pending_codes, code)
+        news |= is_open & obs.breach & obs.confirmed & is_member(self._possible_codes, code)
         if not news.any():
             return []
-        rows = np.flatnonzero(np.isin(code, np.unique(code[news])))
+        rows = np.flatnonzero(is_member(np.unique(code[news]), code))
         rows = rows[np.lexsort((obs.ts[rows], code[rows]))]
         touched: set[EpisodeKey] = set()
         events = [ev for i in rows.tolist() if (ev := self._step(obs, i, touched)) is not None]
@@ -144,8 +156,8 @@ class EpisodeBook:
             return []
         code = (obs.subject[breach].astype(np.int64) * len(RULES) + obs.rule[breach]) * self._n_zones
         code += obs.zone[breach] + 1
-        breach = breach[~np.isin(code, self._open_codes)]
-        code = code[~np.isin(code, self._open_codes)]
+        known = is_member(self._open_codes, code)
+        breach, code = breach[~known], code[~known]
         events: list[AlertEvent] = []
         for c in np.unique(code).tolist():
             rows = breach[code == c]
