@@ -66,7 +66,8 @@ def debounce_policies(settings: Settings) -> dict[str, Debounce]:
         open_checks=settings.zone_open_fixes, open_ms=int(settings.zone_open_s * 1000),
         clear_checks=settings.zone_clear_fixes, clear_ms=int(settings.zone_clear_s * 1000),
     )
-    return {"zone_exit": zone, "zone_entry": zone, "curfew_violation": zone, "zone_approach": zone} | PAIR_RULE_DEBOUNCE
+    zone_rules = ("zone_exit", "zone_entry", "curfew_violation", "zone_approach")
+    return dict.fromkeys(zone_rules, zone) | PAIR_RULE_DEBOUNCE
 
 
 class Pipeline:
