@@ -34,3 +34,7 @@ def dead_letter_reason_label(reason: str) -> str:
 COMMIT_RETRIES = Counter(
     "emwatch_commit_retries_total", "Batch commits retried while the database was unreachable"
 )
+NOTIFICATIONS = Counter(
+    "emwatch_notifications_total", "Officer notification delivery attempts by channel and outcome",
+    ["channel", "outcome"],  # outcome: delivered, retried, failed
+)

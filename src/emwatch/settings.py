@@ -71,6 +71,19 @@ class Settings(BaseSettings):
         None, description="HMAC key signing tokens. Unset: random per process (logins end on restart)."
     )
     access_token_ttl_s: int = Field(900, ge=10, description="Lifetime of an access token.")
+    login_max_failures: int = Field(5, ge=1, description="Failed logins of one username before a lockout...")
+    login_ip_max_failures: int = Field(
+        20, ge=1, description="...or from one client address (an office may share one NAT address)."
+    )
+    login_lockout_s: float = Field(30.0, gt=0, description="First lockout; each more failure doubles it...")
+    login_lockout_max_s: float = Field(3600.0, gt=0, description="...up to this.")
+    login_failure_window_s: float = Field(
+        900.0, gt=0, description="Failures are forgotten this long after the last one."
+    )
+    api_rate_per_s: float = Field(
+        200.0, ge=0, description="Sustained API requests per second per client address (0: unlimited)..."
+    )
+    api_burst: int = Field(2000, ge=1, description="...with bursts up to this many requests.")
     refresh_token_ttl_s: int = Field(12 * 3600, ge=60, description="Lifetime of a single-use refresh token.")
     escalate_after_min: dict[str, float] = Field(
         {"critical": 5.0, "serious": 15.0, "warning": 60.0},
@@ -80,3 +93,11 @@ class Settings(BaseSettings):
     map_tile_url: str | None = Field(
         None, description="Map tile URL template for the page, e.g. https://tile.example/{z}/{x}/{y}.png."
     )
+    # -- officer notifications (issue 7) --
+    vapid_private_key: SecretStr | None = Field(
+        None, description="Web Push VAPID private key (base64url raw or DER). Unset: random per process."
+    )
+    vapid_subject: str = Field(
+        "mailto:emwatch@localhost", description="VAPID `sub` claim: how a push service reaches the operator."
+    )
+    notify_poll_s: float = Field(1.0, gt=0, description="How often the sender looks for due notifications.")

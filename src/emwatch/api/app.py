@@ -14,11 +14,24 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from emwatch import __version__
-from emwatch.api import alert_routes, auth_routes, feed_ws, page, permit_routes, registry_routes
+from emwatch.api import (
+    alert_routes,
+    auth_routes,
+    errors,
+    feed_ws,
+    openapi,
+    page,
+    permit_routes,
+    push_routes,
+    registry_routes,
+    security,
+    totp,
+)
 from emwatch.api.background import bootstrap_admin, escalation_loop
 from emwatch.api.deps import Services
 from emwatch.api.tokens import TokenIssuer
 from emwatch.feed.hub import AlertFeed
+from emwatch.notify.service import running_notifier
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
@@ -38,7 +51,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await migrate(database_url)
-        async with connect_pool(database_url) as pool:
+        async with connect_pool(database_url) as pool, running_notifier(settings, pool, clock) as notifier:
+            app.state.notifier = notifier
             last_seq = await pool.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events")
             feed = AlertFeed(settings.feed_queue_max, last_seq=last_seq)
             pipeline = Pipeline(settings, pool, feed)
@@ -59,10 +73,15 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(registry_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(permit_routes.router)
+    app.include_router(push_routes.router)
     app.include_router(feed_ws.router)
     app.include_router(auth_routes.router)
+    app.include_router(totp.router)
     app.include_router(page.router)
     app.mount("/static", page.static_files(), name="static")
+    security.install(app, settings, clock)  # security headers, API rate limit, login throttle
+    openapi.install(app)  # 422 bodies as they really are
+    errors.install(app)  # database refusals are 4xx, not 500
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -78,7 +97,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         checks["status"] = "ok" if ok else "degraded"
         return JSONResponse(checks, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)  # Prometheus text, not part of the JSON API
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 

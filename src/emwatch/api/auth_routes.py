@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -9,8 +10,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from emwatch.api import totp
 from emwatch.api.auth import Admin, AdminOrSupervisor, Principal, Svc, User, Writer, audit, denied, now_utc
 from emwatch.api.deps import Services
+from emwatch.api.ratelimit import Key, LoginThrottle
 from emwatch.api.schemas import CaseloadIn, LoginIn, RefreshIn, UserIn, UserOut, UserPatch
 from emwatch.api.tokens import InvalidToken, hash_password, verify_password
 from emwatch.store import audit as audit_store
@@ -40,17 +43,40 @@ def _anonymous(request: Request, username: str) -> audit_store.AuditEntry:
 
 @router.post("/auth/login")
 async def login(body: LoginIn, request: Request, svc: Svc) -> dict[str, Any]:
-    """Exchange a username and password for an access token and a single-use refresh token."""
+    """Exchange a username and password (and a TOTP code, once enabled) for an access token and a
+    single-use refresh token. Repeated failures lock the username or the address out (429)."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    entry = _anonymous(request, body.username)
+    keys = throttle.keys(body.username, entry.remote_addr)
+    if (wait := throttle.retry_after(keys)) > 0:
+        # Checked before the password, so a locked-out guesser learns nothing from further tries.
+        await audit_store.record(svc.pool, replace(entry, outcome="denied", detail={"reason": "locked out"}))
+        raise HTTPException(429, "too many failed logins, try again later",
+                            headers={"Retry-After": str(math.ceil(wait))})
     user = await users.get_user(svc.pool, body.username)
     ok = verify_password(user["password_hash"] if user else None, body.password)
-    entry = _anonymous(request, body.username)
     if user is None or not ok or user["disabled"]:
         reason = "disabled" if user is not None and ok else "bad credentials"
-        await audit_store.record(svc.pool, replace(entry, outcome="denied", detail={"reason": reason}))
+        await _failed(svc, throttle, keys, entry, reason)
         raise HTTPException(401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"})
+    if user["totp_enabled"] and (problem := await totp.check_code(svc, user, body.totp)) is not None:
+        if body.totp is None:  # the client's first step: ask for the code, not a failure
+            await audit_store.record(svc.pool, replace(entry, outcome="denied", detail={"reason": problem}))
+        else:
+            await _failed(svc, throttle, keys, entry, problem)
+        raise HTTPException(401, problem, headers={"WWW-Authenticate": "Bearer"})
+    throttle.succeeded(body.username)
     await audit_store.record(svc.pool, replace(entry, role=user["role"],
                                                jurisdiction_id=user["jurisdiction_id"]))
     return await _tokens(svc, user, secrets.token_urlsafe(12))
+
+
+async def _failed(svc: Services, throttle: LoginThrottle, keys: list[Key], entry: audit_store.AuditEntry,
+                  reason: str) -> None:
+    """Count a failed login and audit it, with the lockout it started if any."""
+    locked = throttle.failed(keys)
+    detail: dict[str, Any] = {"reason": reason, **({"locked_for_s": round(locked)} if locked else {})}
+    await audit_store.record(svc.pool, replace(entry, outcome="denied", detail=detail))
 
 
 @router.post("/auth/refresh")

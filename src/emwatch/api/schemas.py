@@ -105,6 +105,11 @@ class BulkIn(Strict):
 class LoginIn(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(None, pattern=r"^[0-9]{6}$", description="Authenticator code, once TOTP is on.")
+
+
+class TotpCodeIn(Strict):
+    code: str = Field(pattern=r"^[0-9]{6}$")
 
 
 class RefreshIn(Strict):

@@ -79,7 +79,8 @@ async def scope_of(pool: asyncpg.Pool, role: str, username: str, jurisdiction_id
 async def get_user(pool: asyncpg.Pool, username: str) -> dict[str, Any] | None:
     """The user row including its password hash, or None."""
     row = await pool.fetchrow(
-        f"SELECT {USER_COLUMNS}, password_hash FROM users WHERE username = $1", username
+        f"SELECT {USER_COLUMNS}, password_hash, totp_secret, totp_enabled FROM users WHERE username = $1",
+        username,
     )
     return dict(row) if row else None
 
@@ -149,6 +150,29 @@ async def caseload_of(pool: asyncpg.Pool, subject_id: str) -> list[str]:
     """The officers a subject is assigned to."""
     rows = await pool.fetch("SELECT officer FROM caseload WHERE subject_id = $1 ORDER BY officer", subject_id)
     return [r["officer"] for r in rows]
+
+
+# -- TOTP second factor -------------------------------------------------------------------------
+
+
+async def set_totp_secret(pool: asyncpg.Pool, username: str, secret: str | None) -> bool:
+    """Store a pending (not yet enabled) TOTP secret, or clear the factor; False if TOTP is enabled."""
+    status = await pool.execute(
+        "UPDATE users SET totp_secret = $2, totp_enabled = false, totp_last_step = NULL"
+        " WHERE username = $1 AND ($2::text IS NULL OR NOT totp_enabled)", username, secret,
+    )
+    return bool(status.endswith(" 1"))
+
+
+async def use_totp_step(pool: asyncpg.Pool, username: str, step: int, enable: bool = False) -> bool:
+    """Accept a code of time step `step` once (and enable the factor); False if that step was used."""
+    status = await pool.execute(
+        "UPDATE users SET totp_last_step = $2, totp_enabled = totp_enabled OR $3"
+        " WHERE username = $1 AND totp_secret IS NOT NULL"
+        " AND (totp_last_step IS NULL OR totp_last_step < $2)",
+        username, step, enable,
+    )
+    return bool(status.endswith(" 1"))
 
 
 # -- refresh tokens ------------------------------------------------------------------------------

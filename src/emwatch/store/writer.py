@@ -11,6 +11,7 @@ import orjson
 from emwatch.ingest.decode import DeadLetter
 from emwatch.model import NO_SEQ, AlertEvent
 from emwatch.rules.engine import Evaluation
+from emwatch.store import outbox
 
 ALERT_SEQ_LOCK = 0x656D7762  # serializes seq assignment: feed readers never see N+1 before N commits
 
@@ -128,6 +129,7 @@ async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent])
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             seq, alert_id, ev.type, at, ev.lat, ev.lon, None,
         )
+        await outbox.enqueue(conn, ev, seq, alert_id, at)  # same transaction: no alert without its notices
         out.append(dataclasses.replace(ev, seq=seq, alert_id=alert_id))
     return out
 

@@ -1,0 +1,147 @@
+"""The notification outbox: who hears of an alert event, written in the alert's own transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import asyncpg
+import orjson
+
+from emwatch.model import AlertEvent
+
+NOTIFY_TYPES = frozenset({"alert", "confirmed"})  # a new breach, or a possible one confirmed
+SEVERITY_RANK = {"warning": 0, "serious": 1, "critical": 2}
+
+# Officers on the subject's caseload, one row per channel target they chose; then the webhooks of the
+# subject's jurisdiction and its ancestors. One round trip per alert event (alerts are rare next to fixes).
+_RECIPIENTS = """
+WITH RECURSIVE up(id, parent_id) AS (
+    SELECT j.id, j.parent_id FROM jurisdictions j JOIN subjects s ON s.jurisdiction_id = j.id WHERE s.id = $1
+    UNION SELECT j.id, j.parent_id FROM jurisdictions j JOIN up ON j.id = up.parent_id
+)
+SELECT c.officer AS username, ch.channel, ch.target, coalesce(p.min_severity, 'warning') AS min_severity,
+       p.quiet_start, p.quiet_end, p.timezone
+FROM caseload c
+JOIN users u ON u.username = c.officer AND NOT u.disabled
+LEFT JOIN notify_preferences p ON p.username = c.officer
+CROSS JOIN LATERAL (
+    SELECT 'mqtt'::text AS channel, ''::text AS target
+    UNION ALL SELECT 'webpush', ps.id::text FROM push_subscriptions ps WHERE ps.username = c.officer
+) ch
+WHERE c.subject_id = $1 AND (p.channels IS NULL OR ch.channel = ANY (p.channels))
+UNION ALL
+SELECT NULL, 'webhook', w.id::text, w.min_severity, NULL, NULL, NULL
+FROM webhooks w
+WHERE w.enabled AND (w.jurisdiction_id IS NULL OR w.jurisdiction_id IN (SELECT id FROM up))
+"""
+
+_INSERT = (
+    "INSERT INTO notifications (alert_seq, alert_id, username, channel, target, payload, next_attempt_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, coalesce($7, '-infinity'::timestamptz))"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """One delivery target of an alert event and the officer's preferences that shape it."""
+
+    username: str | None
+    channel: str
+    target: str
+    min_severity: str
+    quiet_start: time | None
+    quiet_end: time | None
+    timezone: str | None
+
+
+def payload_of(ev: AlertEvent, seq: int, alert_id: int) -> dict[str, Any]:
+    """What every channel carries: the feed's wire shape (docs/protocol.md) of the committed event."""
+    return dataclasses.replace(ev, seq=seq, alert_id=alert_id).to_message()
+
+
+def quiet_until(at: datetime, start: time | None, end: time | None, tz: str | None) -> datetime | None:
+    """End of the quiet period `at` falls in (an aware datetime), or None when `at` is not quiet."""
+    if start is None or end is None or start == end:
+        return None
+    try:
+        zone = ZoneInfo(tz or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    local = at.astimezone(zone)
+    now = local.time().replace(tzinfo=None)
+    inside = start <= now < end if start < end else (now >= start or now < end)  # wraps midnight
+    if not inside:
+        return None
+    day = local.date() if now < end else local.date() + timedelta(days=1)
+    return datetime.combine(day, end, tzinfo=zone)
+
+
+def plan(
+    ev: AlertEvent, at: datetime, recipients: list[Recipient]
+) -> list[tuple[Recipient, datetime | None]]:
+    """Who gets this event and when (None: at once); severity filters, quiet hours defer all but critical."""
+    rank = SEVERITY_RANK.get(ev.severity, 0)
+    out: list[tuple[Recipient, datetime | None]] = []
+    for r in recipients:
+        if rank < SEVERITY_RANK.get(r.min_severity, 0):
+            continue
+        # at once, not at the fix's time: a device clock running ahead must not delay the officer
+        due: datetime | None = None
+        if ev.severity != "critical" and (until := quiet_until(at, r.quiet_start, r.quiet_end, r.timezone)):
+            due = until  # deferred, not dropped: the officer reads it when the quiet hours end
+        out.append((r, due))
+    return out
+
+
+async def enqueue(conn: asyncpg.Connection, ev: AlertEvent, seq: int, alert_id: int, at: datetime) -> int:
+    """Insert the notifications of one committed alert event; must run in the event's transaction."""
+    if ev.type not in NOTIFY_TYPES:
+        return 0
+    rows = await conn.fetch(_RECIPIENTS, ev.subject_id)
+    planned = plan(ev, at, [Recipient(**dict(r)) for r in rows])
+    if not planned:
+        return 0
+    body = orjson.dumps(payload_of(ev, seq, alert_id)).decode()
+    await conn.executemany(
+        _INSERT, [(seq, alert_id, r.username, r.channel, r.target, body, due) for r, due in planned]
+    )
+    return len(planned)
+
+
+# Escalation (lifecycle.escalate_due appends an `escalated` event): the supervisors and operators of the
+# jurisdiction the alert escalated to hear of it, on MQTT and their push subscriptions. Swept by the
+# sender rather than written by lifecycle; the unique key makes a repeated sweep (or a restart) a no-op.
+_ESCALATIONS = """
+WITH esc AS (
+    SELECT e.seq, a.id AS alert_id, a.escalated_to, jsonb_build_object(
+        'seq', e.seq, 'id', a.id, 'type', 'escalated', 'rule', a.rule, 'subject_id', a.subject_id,
+        'jurisdiction_id', s.jurisdiction_id, 'device_id', a.device_id, 'zone_id', a.zone_id,
+        'ts', (extract(epoch FROM e.ts) * 1000)::bigint, 'lat', a.lat, 'lon', a.lon, 'severity', a.severity,
+        'confidence', a.confidence, 'escalated_to', a.escalated_to, 'escalation_level', a.escalation_level
+    ) AS payload
+    FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN subjects s ON s.id = a.subject_id
+    WHERE e.type = 'escalated' AND e.seq > $1 AND a.lifecycle = 'open'
+), inserted AS (
+    INSERT INTO notifications (alert_seq, alert_id, username, channel, target, payload, next_attempt_at)
+    SELECT esc.seq, esc.alert_id, u.username, ch.channel, ch.target, esc.payload, '-infinity'
+    FROM esc
+    JOIN users u ON u.jurisdiction_id = esc.escalated_to AND u.role IN ('supervisor', 'operator')
+        AND NOT u.disabled
+    CROSS JOIN LATERAL (
+        SELECT 'mqtt'::text AS channel, ''::text AS target
+        UNION ALL SELECT 'webpush', ps.id::text FROM push_subscriptions ps WHERE ps.username = u.username
+    ) ch
+    ON CONFLICT DO NOTHING
+)
+SELECT coalesce(max(seq), $1) FROM esc
+"""
+
+
+async def enqueue_escalations(pool: asyncpg.Pool, after_seq: int) -> int:
+    """Notify the escalation target of every `escalated` event after `after_seq`; returns the new mark."""
+    return int(await pool.fetchval(_ESCALATIONS, after_seq))

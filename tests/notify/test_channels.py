@@ -1,0 +1,70 @@
+"""Retries with backoff until the far end acknowledges, exactly once; MQTT to the officer's own topic."""
+
+from __future__ import annotations
+
+import secrets
+
+import aiomqtt
+import asyncpg
+import orjson
+
+from emwatch.ingest.mqtt import make_client
+from emwatch.metrics import NOTIFICATIONS
+from emwatch.notify.mqtt_officer import MqttOfficerChannel, officer_topic
+from emwatch.notify.sender import RetryPolicy, Sender
+from emwatch.notify.webhook import WebhookChannel
+from tests.notify.conftest import OFFICER, Clock, WebhookReceiver, alert, commit_alert, statuses
+
+
+async def test_webhook_failing_three_times_is_delivered_exactly_once(
+    pool: asyncpg.Pool, webhook_receiver: WebhookReceiver, clock: Clock,
+) -> None:
+    await pool.execute("INSERT INTO webhooks (url, secret) VALUES ($1, $2)", webhook_receiver.url, webhook_receiver.secret)
+    await pool.execute("INSERT INTO notify_preferences (username, channels) VALUES ($1, '{}')", OFFICER)  # webhook only
+    committed = await commit_alert(pool, alert("serious"))
+    webhook_receiver.fail_next = 3
+    channel = WebhookChannel(pool)
+    sender = Sender(pool, {"webhook": channel}, clock, RetryPolicy(base_s=2.0, max_s=600.0))
+    retried_before = NOTIFICATIONS.labels("webhook", "retried")._value.get()
+    try:
+        for backoff in (2, 4, 8):  # exponential: each retry waits twice as long as the one before
+            assert await sender.deliver_due() == 1
+            assert await sender.deliver_due() == 0  # not due again before its backoff ran out
+            clock.advance(backoff)
+        assert await sender.deliver_due() == 1
+        clock.advance(3600)
+        assert await sender.deliver_due() == 0
+    finally:
+        await channel.aclose()
+    assert list(webhook_receiver.deliveries.values()) == [1]
+    assert webhook_receiver.bodies == [committed.to_message()]
+    assert await statuses(pool, "webhook") == [("delivered", 4)]
+    assert NOTIFICATIONS.labels("webhook", "retried")._value.get() - retried_before == 3
+
+
+async def test_webhook_rejecting_for_good_is_not_retried(
+    pool: asyncpg.Pool, webhook_receiver: WebhookReceiver, clock: Clock,
+) -> None:
+    await pool.execute("INSERT INTO webhooks (url, secret) VALUES ($1, 'wrong-secret')", webhook_receiver.url)
+    await commit_alert(pool, alert())
+    channel = WebhookChannel(pool)
+    try:
+        await Sender(pool, {"webhook": channel}, clock).deliver_due()  # the receiver answers 401
+    finally:
+        await channel.aclose()
+    assert await statuses(pool, "webhook") == [("failed", 1)]
+
+
+async def test_officer_terminal_gets_the_alert_on_its_mqtt_topic(pool: asyncpg.Pool, mqtt_url: str, clock: Clock) -> None:
+    committed = await commit_alert(pool, alert("warning"))
+    channel = MqttOfficerChannel(mqtt_url, "em/v1")
+    async with make_client(mqtt_url, f"terminal-{secrets.token_hex(4)}", persistent=False) as terminal:
+        await terminal.subscribe(officer_topic("em/v1", OFFICER), qos=1)
+        try:
+            assert await Sender(pool, {"mqtt": channel}, clock).deliver_due() == 1
+        finally:
+            await channel.aclose()
+        message: aiomqtt.Message = await anext(terminal.messages)
+    assert str(message.topic) == f"em/v1/officers/{OFFICER}/alerts" and message.qos == 1
+    assert isinstance(message.payload, bytes) and orjson.loads(message.payload) == committed.to_message()
+    assert await statuses(pool, "mqtt") == [("delivered", 1)]
