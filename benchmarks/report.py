@@ -1,0 +1,99 @@
+"""Machine description, printed tables, the dated RESULTS.md row and results/latest.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+RESULTS_MD = HERE / "RESULTS.md"
+LATEST_JSON = HERE / "results" / "latest.json"
+SECTION = "## Performance"
+
+
+def machine() -> dict[str, Any]:
+    """Cores, RAM and CPU model: the figures mean little without them."""
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "cpu": model, "python": platform.python_version()}
+
+
+def table(title: str, header: list[str], rows: list[list[Any]]) -> str:
+    """A fixed-width text table."""
+    cells = [[_fmt(v) for v in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
+    lines = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.2f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "-" if v is None else str(v)
+
+
+def write(
+    command: str, figures: dict[str, Any], details: dict[str, Any], quick: bool, out: Path = HERE
+) -> None:
+    """Append a dated row under '## Performance' in out/RESULTS.md; write out/results/latest.json
+    (a quick run into the committed benchmarks/ folder leaves latest.json alone: it is no figure)."""
+    results_md, latest_json = out / RESULTS_MD.name, out / "results" / LATEST_JSON.name
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    m = machine()
+    doc = {**figures, "machine": m, "date": now, "command": command, "quick": quick, "details": details}
+    if not quick or out != HERE:
+        latest_json.parent.mkdir(parents=True, exist_ok=True)
+        latest_json.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    row = " | ".join([
+        now, f"`{command}`", f"{m['cores']} cores / {m['ram_gib']} GiB / {m['cpu']}",
+        *(_fmt(figures.get(k)) for k in COLUMNS),
+    ])
+    text = results_md.read_text() if results_md.exists() else "# Benchmark results\n"
+    if SECTION not in text:
+        text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + PREAMBLE + "\n\n" + HEADER + "\n"
+    head, _, tail = text.partition(SECTION)
+    # the row goes at the end of the Performance section, before any section that follows it
+    body, sep, rest = tail.partition("\n## ")
+    body = body.rstrip("\n") + "\n| " + row + " |\n"
+    results_md.write_text(head + SECTION + body + (("\n" + sep.lstrip("\n") + rest) if sep else ""))
+
+
+def _json_default(v: Any) -> Any:
+    if hasattr(v, "item"):
+        return v.item()
+    raise TypeError(type(v))
+
+
+COLUMNS = [
+    "hotpath_fixes_per_s", "hotpath_ratio_vs_naive", "hotpath_ratio_vs_postgis",
+    "e2e_max_sustained_fixes_per_s_batch", "e2e_max_sustained_fixes_per_s_single",
+    "e2e_latency_p50_ms", "e2e_latency_p99_ms", "rss_bytes_per_device", "startup_s_700k",
+]
+PREAMBLE = (
+    "Appended by `make bench` (`benchmarks/run.py`); `--quick` rows are CI smoke runs, not figures. "
+    "Hot path: fixes/s of RuleEngine.evaluate + EpisodeBook.update at the largest scene, and its "
+    "same-run ratios to a naive shapely loop and to PostGIS. E2E: highest sustained rate through "
+    "Mosquitto and PostgreSQL and fix→WebSocket alert latency at the highest sustained batch rate. "
+    "Details of each run: `benchmarks/results/latest.json`."
+)
+HEADER = (
+    "| date | command | machine | hot path fixes/s | × naive | × PostGIS | e2e batch fixes/s | "
+    "e2e single fixes/s | p50 ms | p99 ms | RSS B/device | startup 700k s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)

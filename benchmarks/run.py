@@ -1,0 +1,174 @@
+"""The benchmark suite (`make bench`): hot path vs naive vs PostGIS, end to end, memory, startup.
+
+    .venv/bin/python benchmarks/run.py            # full run: prints tables, appends to RESULTS.md,
+                                                  # writes results/latest.json
+    .venv/bin/python benchmarks/run.py --quick    # CI-sized smoke run (RESULTS.md row marked quick)
+
+Registries of the large scenes are cached in .emwatch/bench-cache (keyed by the geo code's hash): the
+first full run builds the 700k one (about 10 minutes on 2 cores) and records that cold build as the
+startup figure; later runs load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import psutil
+from e2e import E2EResult, run_e2e
+from hotpath import HotpathResult, built, run_hotpath
+from infra import private_postgres
+from report import table, write
+
+FULL: dict[str, Any] = {
+    "sizes": [10_000, 100_000, 700_000], "postgis_max": 100_000, "batches": 20, "naive": 2_000,
+    "memory": [100_000, 700_000], "e2e_subjects": 20_000, "step_s": 6.0,
+    "ladders": {"batch": [20_000, 50_000, 75_000, 100_000, 150_000, 200_000],
+                "single": [5_000, 10_000, 15_000, 20_000, 25_000, 30_000]},
+}
+QUICK: dict[str, Any] = {
+    "sizes": [2_000], "postgis_max": 2_000, "batches": 3, "naive": 200, "memory": [2_000],
+    "e2e_subjects": 1_000, "step_s": 2.0, "ladders": {"batch": [2_000], "single": [1_000]},
+}
+
+
+def memory_probe(n: int) -> None:
+    """Child process: RSS growth from loading a registry and building the rule state, per device."""
+    import scene  # noqa: F401  (import cost belongs to the baseline)
+    from hotpath import built as load
+
+    from emwatch.alerts.episodes import EpisodeBook
+    from emwatch.pipeline import debounce_policies, rule_config
+    from emwatch.rules.engine import RuleEngine
+    from emwatch.settings import Settings
+
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    b = load(n)
+    registry = b.registry
+    del b  # the scene's rows are the database's copy; the service keeps only the registry
+    settings = Settings()
+    engine = RuleEngine(registry, rule_config(settings))
+    book = EpisodeBook(registry, (), debounce_policies(settings))
+    gc.collect()
+    after = psutil.Process().memory_info().rss
+    print(json.dumps({"devices": len(registry.device_ids), "rss_delta": after - before,
+                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+    del engine, book
+
+
+def hotpath_section(cfg: dict[str, Any], pg_url: str | None) -> list[HotpathResult]:
+    results = []
+    for n in cfg["sizes"]:
+        b = built(n)
+        if not b.cached:
+            print(f"  built the {n:,}-subject registry cold in {b.build_s:.0f} s (cached for next runs)")
+        url = pg_url if n <= cfg["postgis_max"] else None
+        results.append(run_hotpath(b, cfg["batches"], cfg["naive"], url, min(cfg["batches"], 5)))
+        del b
+        gc.collect()
+    print(table("\nHot path, in-process (median fixes/s per batch)",
+                ["subjects", "zones", "batch", "engine", "naive", "PostGIS", "×naive", "×PostGIS",
+                 "alerts/batch", "build s"],
+                [[r.subjects, r.zones, r.batch, r.engine_fixes_per_s, r.naive_fixes_per_s,
+                  r.postgis_fixes_per_s, r.ratio_vs_naive, r.ratio_vs_postgis, r.alerts_per_batch, r.build_s]
+                 for r in results]))
+    return results
+
+
+def memory_section(sizes: list[int]) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--memory-probe", str(n)], capture_output=True,
+                             text=True, check=True)
+        probe = json.loads(out.stdout.strip().splitlines()[-1])
+        probe["bytes_per_device"] = probe["rss_delta"] / probe["devices"]
+        rows.append(probe)
+    print(table("\nMemory: RSS growth for registry + rule state",
+                ["devices", "RSS delta MiB", "bytes/device"],
+                [[r["devices"], r["rss_delta"] / 2**20, r["bytes_per_device"]] for r in rows]))
+    return rows
+
+
+def e2e_section(cfg: dict[str, Any], workdir: Path) -> E2EResult:
+    print(f"\nEnd to end: {cfg['e2e_subjects']:,} devices, {cfg['step_s']:.0f} s per step")
+    result = asyncio.run(run_e2e(workdir, cfg["e2e_subjects"], cfg["ladders"], cfg["step_s"],
+                                 log=lambda row: print("  ", row, flush=True)))
+    print(table("\nEnd to end (fixes/s; cpu in cores; latency fix→WebSocket alert)",
+                ["shape", "target", "achieved", "backlog", "ok", "alerts", "p50 ms", "p95 ms", "p99 ms",
+                 "cpu svc", "cpu mqtt", "cpu pg", "cpu pub", "RSS svc MiB"],
+                [[s.shape, s.target, s.stored / s.seconds, s.backlog_end, s.sustained, len(s.latencies_ms),
+                  s.percentile(50), s.percentile(95), s.percentile(99), s.cpu["service"], s.cpu["broker"],
+                  s.cpu["postgres"], s.cpu["publishers"], s.rss_mb.get("service")] for s in result.steps]))
+    print(f"service ready in {result.startup_s:.1f} s with {result.subjects:,} subjects")
+    return result
+
+
+def figures(hot: list[HotpathResult], mem: list[dict[str, Any]], e2e: E2EResult | None) -> dict[str, Any]:
+    """The keys of latest.json; ratios come from the largest scene where both sides ran."""
+    top = hot[-1]
+    with_pg = [r for r in hot if r.postgis_fixes_per_s]
+    out: dict[str, Any] = {
+        "hotpath_fixes_per_s": top.engine_fixes_per_s, "hotpath_subjects": top.subjects,
+        "hotpath_ratio_vs_naive": top.ratio_vs_naive,
+        "hotpath_ratio_vs_postgis": with_pg[-1].ratio_vs_postgis if with_pg else None,
+        "hotpath_ratio_vs_postgis_subjects": with_pg[-1].subjects if with_pg else None,
+        "rss_bytes_per_device": mem[-1]["bytes_per_device"], "rss_devices": mem[-1]["devices"],
+        "startup_s_700k": next((r.build_s for r in hot if r.subjects == 700_000), None),
+    }
+    if e2e is not None:
+        batch, single = e2e.max_sustained("batch"), e2e.max_sustained("single")
+        out |= {
+            "e2e_max_sustained_fixes_per_s_batch": batch.target if batch else 0,
+            "e2e_max_sustained_fixes_per_s_single": single.target if single else 0,
+            "e2e_latency_p50_ms": batch.percentile(50) if batch else None,
+            "e2e_latency_p99_ms": batch.percentile(99) if batch else None,
+            "e2e_service_startup_s": e2e.startup_s, "e2e_subjects": e2e.subjects,
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="CI-sized smoke run")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--no-record", action="store_true", help="print only; leave RESULTS.md and latest.json")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent,
+                    help="folder for RESULTS.md and results/latest.json (default: benchmarks/)")
+    ap.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe)
+        return
+    cfg = QUICK if args.quick else FULL
+    with ExitStack() as stack:
+        workdir = Path(tempfile.mkdtemp(prefix="emwatch-bench-"))
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+        pg_url, _ = stack.enter_context(private_postgres(workdir / "postgis"))
+        hot = hotpath_section(cfg, pg_url)
+        mem = memory_section(cfg["memory"])
+        e2e = None if args.skip_e2e else e2e_section(cfg, workdir / "e2e")
+    figs = figures(hot, mem, e2e)
+    print("\n" + json.dumps(figs, indent=1, default=float))
+    if not args.no_record:
+        command = "make bench" + (" BENCH_ARGS=--quick" if args.quick else "")
+        details = {"hotpath": [r.__dict__ for r in hot], "memory": mem,
+                   "e2e": [s.row() for s in e2e.steps] if e2e else None,
+                   "hotpath_median_of": cfg["batches"]}
+        write(command, figs, details, args.quick, args.out.resolve())
+
+
+if __name__ == "__main__":
+    main()
