@@ -81,5 +81,7 @@ def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url := _env("EMWATCH_TEST_MQTT_URL", "EMWATCH_MQTT_URL"):
         yield url
         return
-    with local_mosquitto(tmp_path_factory.mktemp("mosquitto")) as url:
+    # In memory: sessions of every test's consumer queue all later messages, and a disk store
+    # rewritten on every 100 changes would throttle the broker (the demo and production persist).
+    with local_mosquitto(tmp_path_factory.mktemp("mosquitto"), persist=False) as url:
         yield url

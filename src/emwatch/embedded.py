@@ -219,7 +219,9 @@ def _pgserver(data_dir: Path) -> Iterator[str]:
         server.cleanup()
 
 
-def _mosquitto_config(data_dir: Path, port: int, auth: tuple[Path, Path] | None, extra: Sequence[str]) -> str:
+def _mosquitto_config(
+    data_dir: Path, port: int, auth: tuple[Path, Path] | None, extra: Sequence[str], persist: bool
+) -> str:
     login = ["allow_anonymous true"]
     if auth is not None:
         password_file, acl_file = (path.resolve() for path in auth)
@@ -227,10 +229,7 @@ def _mosquitto_config(data_dir: Path, port: int, auth: tuple[Path, Path] | None,
     lines = [
         f"listener {port} 127.0.0.1",
         *login,
-        "persistence true",
-        f"persistence_location {data_dir}/",
-        "autosave_on_changes true",
-        "autosave_interval 100",  # with autosave_on_changes: write the store every 100 changes
+        *(_persistence_lines(data_dir) if persist else ["persistence false"]),
         "max_queued_messages 1000000",  # a consumer that is down for a while loses nothing
         "max_inflight_messages 10000",  # our consumer acks a fix only after its batch commits
         "set_tcp_nodelay true",
@@ -245,6 +244,15 @@ def _mosquitto_config(data_dir: Path, port: int, auth: tuple[Path, Path] | None,
     return "\n".join([*lines, *extra]) + "\n"  # extra last: a `listener` there takes its own tls lines
 
 
+def _persistence_lines(data_dir: Path) -> list[str]:
+    return [
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_on_changes true",
+        "autosave_interval 100",  # with autosave_on_changes: write the store every 100 changes
+    ]
+
+
 def _mosquitto_binary() -> str | None:
     """Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH."""
     sbin = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -254,9 +262,12 @@ def _mosquitto_binary() -> str | None:
 @contextmanager
 def local_mosquitto(
     data_dir: Path, port: int | None = None, *, auth: tuple[Path, Path] | None = None,
-    extra_config: Sequence[str] = (),
+    extra_config: Sequence[str] = (), persist: bool = True,
 ) -> Iterator[str]:
     """Run an MQTT broker on 127.0.0.1 with its persistence in data_dir; yield `mqtt://127.0.0.1:PORT`.
+
+    persist=False keeps sessions in memory only: for tests, where rewriting a store that grows with
+    every queued message (autosave_on_changes) would make the broker the bottleneck.
 
     Mosquitto if installed, else the `amqtt` broker (MQTT 3.1.1 only, no persistence).
     auth=(password_file, acl_file) turns anonymous access off; extra_config lines (e.g. a TLS
@@ -267,7 +278,7 @@ def local_mosquitto(
     port = _claim_port(port)
     if mosquitto := _mosquitto_binary():
         config = data_dir / "mosquitto.conf"
-        config.write_text(_mosquitto_config(data_dir, port, auth, extra_config))
+        config.write_text(_mosquitto_config(data_dir, port, auth, extra_config, persist))
         cmd, name = [mosquitto, "-c", str(config)], "Mosquitto"
     elif auth is not None or extra_config:
         raise RuntimeError("mosquitto not found: authentication and extra listeners need it")
