@@ -37,9 +37,17 @@ async function refreshTokens() {
 async function login(event) {
   event.preventDefault();
   $("login-error").textContent = "";
+  const credentials = { username: $("username").value, password: $("password").value };
+  if ($("totp").value) credentials.totp = $("totp").value;  // only users who enabled a second factor
   const r = await fetch("/api/auth/login", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
-  if (!r.ok) { $("login-error").textContent = "用户名或密码错误 wrong username or password"; return; }
+    body: JSON.stringify(credentials) });
+  if (!r.ok) {
+    const detail = await r.json().then((b) => b.detail).catch(() => null);
+    $("login-error").textContent = r.status === 401 && typeof detail === "string" && detail.includes("totp")
+      ? "需要动态码 " + detail : r.status === 429 ? "尝试过多，请稍后 too many attempts, retry later"
+      : "用户名或密码错误 wrong username or password";
+    return;
+  }
   keepTokens(await r.json());
   await start();
 }
