@@ -15,21 +15,22 @@ from emwatch.store import outbox
 
 ALERT_SEQ_LOCK = 0x656D7762  # serializes seq assignment: feed readers never see N+1 before N commits
 
+# Versioned name: pooled connections of a running older build keep their own temp table shape.
 _STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS fixes_in (
+CREATE TEMP TABLE IF NOT EXISTS fixes_in_v2 (
     device_id text, ts_ms bigint, lat float8, lon float8, acc real, src smallint,
-    batt smallint, seq bigint, h3 bigint
+    batt smallint, seq bigint, h3 bigint, suspect boolean
 ) ON COMMIT DELETE ROWS
 """
 # subject_id by one primary-key probe per row, not a join: the temp table has no statistics, so a join
 # hashes the whole devices table every batch (4.6 ms of a 25 ms merge at 20k devices, growing with
 # the fleet); the probes cost ~2 µs each whatever the fleet size (benchmarks/bench_writer.py).
 _MERGE = f"""
-INSERT INTO fixes (device_id, ts, lat, lon, acc, src, batt, seq, h3, subject_id)
+INSERT INTO fixes (device_id, ts, lat, lon, acc, src, batt, seq, h3, subject_id, suspect)
 SELECT device_id, to_timestamp(ts_ms / 1000.0), lat, lon, nullif(acc, 'NaN'),
        (ARRAY['gps', 'wifi', 'lbs'])[src + 1], nullif(batt, -1), nullif(seq, {NO_SEQ}), h3,
-       (SELECT d.subject_id FROM devices d WHERE d.id = fixes_in.device_id)
-FROM fixes_in
+       (SELECT d.subject_id FROM devices d WHERE d.id = fixes_in_v2.device_id), suspect
+FROM fixes_in_v2
 ON CONFLICT (device_id, ts) DO NOTHING
 """
 
@@ -63,10 +64,11 @@ async def _write_fixes(conn: asyncpg.Connection, evaluation: Evaluation) -> int:
     f = batch.fixes
     records = zip(
         f.device_ids, f.ts.tolist(), f.lat.tolist(), f.lon.tolist(), f.acc.tolist(), f.src.tolist(),
-        f.batt.tolist(), f.seq.tolist(), batch.cell.astype("int64").tolist(), strict=True,
+        f.batt.tolist(), f.seq.tolist(), batch.cell.astype("int64").tolist(), batch.suspect.tolist(),
+        strict=True,
     )
     await conn.execute(_STAGING)
-    await conn.copy_records_to_table("fixes_in", records=records)
+    await conn.copy_records_to_table("fixes_in_v2", records=records)
     status = await conn.execute(_MERGE)
     return int(status.rsplit(" ", 1)[-1])
 
