@@ -17,7 +17,7 @@ from emwatch.ingest.mqtt import make_client
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
-from tests.e2e.test_durability import wait_for
+from tests.e2e.standalone import seed_one_subject, wait_for
 
 
 async def count_fixes(dsn: str) -> int:
@@ -35,13 +35,7 @@ async def test_fixes_published_while_postgres_is_down_are_stored_when_it_returns
     servers = ExitStack()
     dsn = servers.enter_context(local_postgres(tmp_path / "pg", port, fast=True))
     await migrate(dsn)
-    setup = await asyncpg.connect(dsn)
-    await setup.execute(
-        "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
-        "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
-        "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', 's');"
-    )
-    await setup.close()
+    await seed_one_subject(dsn)
     settings = Settings(database_url=dsn, mqtt_url=mqtt_url, batch_max_ms=20,
                         mqtt_client_id=f"emwatch-outage-{secrets.token_hex(4)}")
     try:

@@ -15,25 +15,15 @@ from emwatch.ingest.mqtt import make_client
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
-
-
-async def wait_for(condition: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
+from tests.e2e.standalone import seed_one_subject, wait_for
 
 
 async def test_fix_in_flight_when_the_service_dies_is_redelivered_and_stored_once(
     fresh_database_url: str, mqtt_url: str
 ) -> None:
     await migrate(fresh_database_url)
+    await seed_one_subject(fresh_database_url)
     setup = await asyncpg.connect(fresh_database_url)
-    await setup.execute(
-        "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
-        "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
-        "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', 's');"
-    )
     settings = Settings(
         database_url=fresh_database_url, mqtt_url=mqtt_url, batch_max_ms=20,
         mqtt_client_id=f"emwatch-durability-{secrets.token_hex(4)}",

@@ -14,20 +14,18 @@ from emwatch.ingest.mqtt import make_client
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
-from tests.e2e.test_durability import wait_for
+from tests.e2e.standalone import seed_one_subject, wait_for
 
 
 async def test_teleporting_fix_is_stored_as_suspect(fresh_database_url: str, mqtt_url: str) -> None:
     await migrate(fresh_database_url)
-    db = await asyncpg.connect(fresh_database_url)
-    await db.execute(
-        "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
-        "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
-        "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', 's');"
+    await seed_one_subject(
+        fresh_database_url,
         "INSERT INTO zones (id, kind, geometry, subject_id) VALUES ('county', 'inclusion',"
         " '{\"type\": \"Polygon\", \"coordinates\": [[[120, 30], [120.2, 30], [120.2, 30.2], [120, 30.2], [120, 30]]]}',"
-        " 's');"
+        " 's');",
     )
+    db = await asyncpg.connect(fresh_database_url)
     settings = Settings(database_url=fresh_database_url, mqtt_url=mqtt_url, batch_max_ms=20,
                         mqtt_client_id=f"emwatch-suspect-{secrets.token_hex(4)}", max_speed_kmh=250,
                         zone_open_fixes=1, zone_open_s=0)
