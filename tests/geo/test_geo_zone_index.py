@@ -61,7 +61,7 @@ def test_contains_examples(
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(zone_list=zone_lists(), res=st.sampled_from([8, 9, 10]), seed=st.integers(0, 2**32 - 1))
 def test_contains_and_candidates_equal_brute_force(zone_list: list[Zone], res: int, seed: int) -> None:
-    index = ZoneIndex.build(zone_list, h3_resolution=res, cover=lambda z: True)
+    index = ZoneIndex.build(zone_list, h3_resolution=res, cover=lambda z: True, min_interior_cells=1.0)
     lon, lat = points_near(zone_list, np.random.default_rng(seed), 400)
     expected = np.stack([truth(z, lon, lat) for z in zone_list], axis=1)
 
@@ -77,7 +77,7 @@ def test_contains_and_candidates_equal_brute_force(zone_list: list[Zone], res: i
 @pytest.fixture(scope="module")
 def county() -> tuple[ZoneIndex, Zone]:
     zone = Zone("county", "inclusion", county_polygon(2000), jurisdiction_id="hz")
-    index = ZoneIndex.build([zone], h3_resolution=9, cover=lambda z: True)
+    index = ZoneIndex.build([zone], h3_resolution=9, cover=lambda z: True, min_interior_cells=1.0)
     assert index.has_interior[0] and len(index.interior_keys) > 10_000  # the shortcut is really in play
     return index, zone
 

@@ -13,6 +13,10 @@ from numpy.typing import NDArray
 from emwatch.geo.cells import EARTH_RADIUS_M, cell_boundaries, cell_polygons, haversine_m
 
 MAX_INTERIOR_CELLS = 200_000  # ~20,000 km² at res 9, 1.6 MB of keys per zone; bigger zones skip the shortcut
+# Below this many cells the shortcut saves less than finding the cells costs: a small polygon's
+# bbox check + prepared contains_xy is already cheap, and building interior sets for every small
+# zone was 88 % of a 700k-subject registry build (benchmarks/RESULTS.md, 2026-11-22).
+MIN_INTERIOR_CELLS = 32.0
 MAX_COVER_CELLS = 2_000_000  # a cover must be complete, so past this we refuse rather than truncate
 _M_PER_DEG = 2 * math.pi * EARTH_RADIUS_M / 360
 
@@ -30,17 +34,18 @@ def estimated_cell_count(geometry: shapely.Geometry, res: int) -> float:
 
 
 def interior_cells(
-    geometry: shapely.Geometry, res: int, max_cells: int = MAX_INTERIOR_CELLS
+    geometry: shapely.Geometry, res: int, max_cells: int = MAX_INTERIOR_CELLS,
+    min_cells: float = MIN_INTERIOR_CELLS,
 ) -> NDArray[np.uint64]:
     """Sorted res-`res` cells every point of which `contains_xy(geometry, ...)` answers True for.
 
     Candidates come from h3 (cell centre inside), but each one is verified with shapely against the
     cell grown outward (see cell_polygons), because h3 tests in planar lat/lng with its own rounding.
-    Returns an empty array when the zone would need more than `max_cells` cells: it then stays exact,
-    only without the shortcut.
+    Returns an empty array when the zone would need more than `max_cells` or fewer than `min_cells`
+    cells: it then stays exact, only without the shortcut.
     """
     estimate = estimated_cell_count(geometry, res)
-    if estimate > max_cells or estimate < 1.0:  # a zone smaller than a cell cannot hold one whole
+    if estimate > max_cells or estimate < min_cells:
         return np.empty(0, dtype=np.uint64)
     shape = h3.geo_to_h3shape(geometry.__geo_interface__)
     candidates = np.array(h3i.h3shape_to_cells_experimental(shape, res, "center"), dtype=np.uint64)

@@ -10,7 +10,13 @@ import shapely
 from numpy.typing import NDArray
 
 from emwatch.geo.cells import cell_resolution, compact_cell_key, compact_key_bits, haversine_m
-from emwatch.geo.cover import MAX_INTERIOR_CELLS, circle_cover, interior_cells, polygon_cover
+from emwatch.geo.cover import (
+    MAX_INTERIOR_CELLS,
+    MIN_INTERIOR_CELLS,
+    circle_cover,
+    interior_cells,
+    polygon_cover,
+)
 from emwatch.geo.zones import Zone
 
 
@@ -58,6 +64,7 @@ class ZoneIndex:
         h3_resolution: int = 9,
         cover: Callable[[Zone], bool] = is_shared_exclusion,
         max_interior_cells: int = MAX_INTERIOR_CELLS,
+        min_interior_cells: float = MIN_INTERIOR_CELLS,
     ) -> ZoneIndex:
         """Index `zones`; those for which `cover(zone)` is True also get an H3 cover for `candidates`."""
         n = len(zones)
@@ -82,7 +89,7 @@ class ZoneIndex:
                 centre[0][i], centre[1][i], radius[i] = g.y, g.x, z.radius_m
                 continue
             polys[i] = g
-            cells = interior_cells(g, h3_resolution, max_interior_cells)
+            cells = interior_cells(g, h3_resolution, max_interior_cells, min_interior_cells)
             has_interior[i] = len(cells) > 0
             interior.append((np.uint64(i) << np.uint64(bits)) | compact_cell_key(cells, h3_resolution))
         shapely.prepare(polys[~is_circle])
