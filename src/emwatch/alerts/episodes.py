@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from emwatch.alerts.severity import severity_of
 from emwatch.model import AlertEvent, AlertEventType, Observations
 from emwatch.registry import Registry
-from emwatch.rules.catalog import RULES, ZONE_RULES
+from emwatch.rules.catalog import RULE_CODE, RULES, ZONE_RULES
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +81,10 @@ class EpisodeBook:
     def _code_of(self, key: EpisodeKey) -> int | None:
         subject = self._subject_index.get(key.subject_id)
         zone = self.registry.zones.index_of.get(key.zone_id, -1) if key.zone_id else -1
-        if subject is None or key.rule not in RULES or (key.zone_id and zone < 0):
+        rule = RULE_CODE.get(key.rule)
+        if subject is None or rule is None or (key.zone_id and zone < 0):
             return None
-        return (subject * len(RULES) + RULES.index(key.rule)) * self._n_zones + zone + 1
+        return (subject * len(RULES) + rule) * self._n_zones + zone + 1
 
     def _codes(self, keys: Iterable[EpisodeKey]) -> NDArray[np.int64]:
         return np.array(sorted(c for k in keys if (c := self._code_of(k)) is not None), dtype=np.int64)
