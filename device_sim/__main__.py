@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,22 +114,30 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 async def _replay(args: argparse.Namespace) -> None:
-    from device_sim.replay import replay
+    from device_sim.orders import build_orders
+    from device_sim.replay import rebase_shift_ms, replay
     from device_sim.setup import setup_via_api
     from device_sim.trace import read_header, world_digest
 
     header = read_header(args.trace)
+    truth = json.loads(args.truth.read_text("utf-8")) if args.truth else None
+    # The shift is fixed before setup: permits and curfew windows are set up moved by it.
+    shift = rebase_shift_ms(header["t0"], header["t1"], args.speed, int(time.time() * 1000))
     if args.api:
         world = WorldSpec(**header["world"]).build()
         if world_digest(world) != header["world_digest"]:
             sys.exit("this trace was recorded by a different world generator; record it again")
+        if truth is None:
+            print("no --truth: leave permits are not set up (a permitted trip is an exit)", file=sys.stderr)
+        orders = build_orders(world, truth["permits"] if truth else [], shift)
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
         async with httpx.AsyncClient(base_url=args.api, timeout=30.0, headers=headers) as client:
-            await setup_via_api(args.api, world, client=client)
-    shift = await replay(args.trace, args.mqtt, args.speed)
-    if args.truth and args.truth_out:
-        truth = json.loads(args.truth.read_text("utf-8"))
-        args.truth_out.write_text(json.dumps(shift_truth(truth, shift), indent=1) + "\n", "utf-8")
+            await setup_via_api(args.api, world, client=client, orders=orders)
+    await replay(args.trace, args.mqtt, args.speed, shift_ms=shift)
+    if truth is not None and args.truth_out:
+        rebased = shift_truth(truth, shift)
+        rebased["replay"] = {"speed": args.speed, "clock": "wall"}  # the service's timer ran on its own clock
+        args.truth_out.write_text(json.dumps(rebased, indent=1) + "\n", "utf-8")
     print(json.dumps({"shift_ms": shift}))
 
 

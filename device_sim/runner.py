@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from device_sim.orders import build_orders, permit_rows
 from device_sim.protocol import encode_report
 from device_sim.publish import MqttTarget, Publisher
 from device_sim.setup import setup_via_api
@@ -81,10 +82,12 @@ async def run_simulation(
     if credentials is None and ":" in (spec := os.environ.get("EMWATCH_SIM_CREDENTIALS", "")):
         user, _, password = spec.partition(":")
         credentials = (user, password)
-    await setup_via_api(api_url, world, credentials=credentials)
     clock = SimClock.starting_now(speed, duration_s)
     horizon_s = duration_s * speed if duration_s is not None else DEFAULT_HORIZON_S
     sim = Simulator(world, clock.start_ms, seed, horizon_s=horizon_s, track_truth=False)
+    # Simulated time is real epoch time here (no rebasing): the orders need no shift.
+    orders = build_orders(world, permit_rows(world, sim.plan))
+    await setup_via_api(api_url, world, credentials=credentials, orders=orders)
     end_wall = clock.wall0 + duration_s if duration_s is not None else float("inf")
     stats = _Stats(time.monotonic())
     identifier = f"emwatch-sim-{os.getpid()}-{seed}"
@@ -96,7 +99,7 @@ async def run_simulation(
                 break
             t_ms += STEP_MS
             report = sim.step(t_ms)
-            messages = encode_report(report, world, batch)
+            messages = [*encode_report(report, world, batch), *sim.victim_messages]
             await publisher.publish_all(messages)
             stats.add(len(report.fixes), len(messages))
             if stats.due(log_every_s):

@@ -6,18 +6,25 @@ alert's `ts` lies in [start - early, end + late]. Matching alerts are true; an e
 least one is detected, its delay = first matching alert's ts - start (0 if earlier). Alerts that
 match nothing are false alarms. Brief episodes (too short to be seen between fixes) do not count
 towards recall, but alerts matching them are not false alarms either.
+
+Rules the service runs on its wall clock (`CLOCK_RULES`) are only scorable when the alerts' clock
+followed the trace: a replay at speed 1, or one whose truth says `replay.clock == "event"` (the
+service's timer was driven in trace time). Otherwise they are reported as `not_scorable`, with why.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 DAY_MS = 86_400_000
+# Timer rules: the service checks them against its own clock (signal_lost: silence since the last
+# report; curfew_violation: also "no recent position" while a curfew is in force).
+CLOCK_RULES = ("signal_lost", "curfew_violation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +33,12 @@ class Tolerance:
 
     early_s: float = 120.0  # GPS noise and clock skew can show a crossing a little early
     late_s: float = 600.0  # a rule may need a while (signal_lost waits for silence to last)
+    # Rules that warn before the violation by design: victim_proximity opens a *possible* alert at its
+    # 1 km warning ring, up to 500 m (about 600 s at walking pace) before the 500 m violation.
+    early_by_rule: dict[str, float] = field(default_factory=lambda: {"victim_proximity": 600.0})
+
+    def early_ms(self, rule: str) -> float:
+        return self.early_by_rule.get(rule, self.early_s) * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +74,7 @@ def match(
         by_key[(e["rule"], e["subject"])].append(i)
         if e.get("other_subject"):
             by_key[(e["rule"], e["other_subject"])].append(i)
-    early, late = tol.early_s * 1000, tol.late_s * 1000
+    late = tol.late_s * 1000
     matched: list[int | None] = []
     first: dict[int, int] = {}
     for a in alerts:
@@ -71,7 +84,7 @@ def match(
             zone = e.get("zone_id")
             if zone is not None and a.zone_id is not None and zone != a.zone_id:
                 continue
-            if e["start"] - early <= a.ts <= e["end"] + late:
+            if e["start"] - tol.early_ms(a.rule) <= a.ts <= e["end"] + late:
                 hit = i
                 break
         matched.append(hit)
@@ -85,7 +98,9 @@ def score(truth: dict[str, Any], alerts: list[Alert], tol: Tolerance | None = No
     tol = tol or Tolerance()
     subjects = {s for s in _truth_subjects(truth)}
     alerts = [a for a in alerts if a.subject_id in subjects]  # other tenants' alerts are not ours
-    episodes = truth["episodes"]
+    unscorable = not_scorable(truth)
+    alerts = [a for a in alerts if a.rule not in unscorable]
+    episodes = [e for e in truth["episodes"] if e["rule"] not in unscorable]
     matched, first = match(episodes, alerts, tol)
     device_days = truth["devices"] * (truth["t1"] - truth["t0"]) / DAY_MS
     near_miss = {s["subject"]: s["kind"] for s in truth.get("scripted", []) if s.get("near_miss")}
@@ -93,6 +108,10 @@ def score(truth: dict[str, Any], alerts: list[Alert], tol: Tolerance | None = No
     report: dict[str, Any] = {"rules": {}, "device_days": round(device_days, 3), "tolerance": tol.__repr__()}
     totals: dict[str, Any] = defaultdict(int, delays=[])
     false_near_miss: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    report["false_alarm_alerts"] = [
+        {"subject": a.subject_id, "rule": a.rule, "zone_id": a.zone_id, "ts": a.ts}
+        for a, m in zip(alerts, matched, strict=True) if m is None
+    ]  # fmt: skip
     for rule in rules:
         ep = [i for i, e in enumerate(episodes) if e["rule"] == rule]
         counted = [i for i in ep if not episodes[i].get("brief")]
@@ -117,7 +136,18 @@ def score(truth: dict[str, Any], alerts: list[Alert], tol: Tolerance | None = No
         totals["false_alarms"], totals["true_alerts"] - totals["duplicates"], totals["delays"], device_days,
     )  # fmt: skip
     report["near_miss_false_alarms"] = dict(false_near_miss)
+    report["not_scorable"] = unscorable
     return report
+
+
+def not_scorable(truth: dict[str, Any]) -> dict[str, str]:
+    """Clock rules that this truth's replay makes meaningless to score, each with the reason."""
+    replay = truth.get("replay")
+    if replay is None or replay.get("clock") == "event" or replay.get("speed") == 1:
+        return {}
+    why = (f"replayed at speed {replay.get('speed')} against the service's wall clock: fixes hours old "
+           "on arrival look silent")  # fmt: skip
+    return dict.fromkeys(CLOCK_RULES, why)
 
 
 def _row(
@@ -157,6 +187,8 @@ def format_table(report: dict[str, Any]) -> str:
             f"{r['false_alarms']:>5} {_f(r['precision']):>9} {_f(r['false_alarms_per_device_day']):>10} "
             f"{_s(r['delay_median_s']):>9} {_s(r['delay_p95_s']):>7}"
         )
+    for name, why in report.get("not_scorable", {}).items():
+        lines.append(f"{name:<18} not scorable: {why}")
     return "\n".join(lines)
 
 

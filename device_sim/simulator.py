@@ -10,13 +10,14 @@ import shapely
 from device_sim.geo import FloatArray
 from device_sim.kinds import ROUTINE
 from device_sim.movement import Movement, MovementParams
+from device_sim.orders import CONTACT_M, CURFEW_HOME_RADIUS_M
+from device_sim.protocol import Message
 from device_sim.reporting import NoiseParams, Report, Reporter
 from device_sim.scripts import in_curfew, make_plan
 from device_sim.truth import VICTIM_ZONE, TruthTracker
+from device_sim.victims import VictimReporter
 from device_sim.world import VICTIM_PROXIMITY_M, VICTIM_RADIUS_M, BoolArray, IntArray, World
 
-CURFEW_HOME_RADIUS_M = 200.0  # farther than this from home during curfew hours is a breach
-CONTACT_M = 100.0  # two subjects under a no-contact order closer than this have met
 DEFAULT_HORIZON_S = 6 * 3600.0
 
 
@@ -33,7 +34,8 @@ class Simulator:
         horizon_s: float = DEFAULT_HORIZON_S,
         track_truth: bool = True,
     ) -> None:
-        seeds = np.random.SeedSequence([world.seed if seed is None else seed, 1]).spawn(3)
+        # Children 0-2 are as before victims' devices existed: adding a 4th leaves the others' draws alone.
+        seeds = np.random.SeedSequence([world.seed if seed is None else seed, 1]).spawn(4)
         self.world = world
         self.start_ms = start_ms
         self.plan = make_plan(world, np.random.default_rng(seeds[2]), start_ms, horizon_s)
@@ -43,6 +45,8 @@ class Simulator:
         self.reporter = Reporter(
             world, np.random.default_rng(seeds[1]), start_ms, noise or NoiseParams(), self.plan
         )
+        self.victims = VictimReporter(world, np.random.default_rng(seeds[3]), start_ms)
+        self.victim_messages: list[Message] = []  # the victims' devices' fixes of the last step
         self.truth = TruthTracker(len(world.subjects)) if track_truth else None
         self._truth_view = _TruthView(world, self.plan.kind) if track_truth else None
         self.t_ms = start_ms
@@ -57,6 +61,7 @@ class Simulator:
         x = np.where(phone, m.x[subject], bx[subject])
         y = np.where(phone, m.y[subject], by[subject])
         report = self.reporter.report(t_ms, x, y, m.indoors[subject])
+        self.victim_messages = self.victims.messages(t_ms)
         if self.truth is not None and self._truth_view is not None:
             self._truth_view.observe(self, t_ms)
         self.t_ms = t_ms
@@ -87,6 +92,7 @@ class _TruthView:
     def __init__(self, world: World, kind: IntArray) -> None:
         s, d = world.subjects, world.devices
         self.scripted = np.flatnonzero(kind != ROUTINE)
+        self.all_subjects = np.arange(len(s))
         self.victims = np.flatnonzero(~np.isnan(s.victim_x))
         self.curfew = np.flatnonzero(s.curfew)
         ankle = np.array([k != "phone" for k in d.kinds], dtype=bool)
@@ -132,5 +138,8 @@ class _TruthView:
         truth.observe(t_ms, "device_separation", subj, r.separated[a])
         truth.observe(t_ms, "strap_tamper", subj, r.strap_open[a])
         truth.observe(t_ms, "signal_lost", subj, r.silent(t_ms)[a])
-        truth.observe(t_ms, "battery_low", subj, r.battery_low[a])
+        # The rule is per subject: a low phone is as much the subject's battery_low as a low bracelet.
+        low = np.zeros(len(s), dtype=bool)
+        np.logical_or.at(low, world.devices.subject_index, r.battery_low)
+        truth.observe(t_ms, "battery_low", self.all_subjects, low)
         truth.observe(t_ms, "case_tamper", subj, r.case_opened[a])

@@ -20,6 +20,7 @@ import orjson
 
 from device_sim.kinds import KIND_NAMES, NEAR_MISS_KINDS, ROUTINE
 from device_sim.noise import NoiseParams
+from device_sim.orders import permit_rows
 from device_sim.protocol import encode_report
 from device_sim.simulator import Simulator
 from device_sim.world import World, build_world
@@ -50,7 +51,9 @@ class WorldSpec:
 def world_digest(world: World) -> str:
     """A fingerprint of what setup creates, to catch a trace replayed against a changed generator."""
     s = world.subjects
-    parts = [s.ids, s.jurisdiction_ids, s.groups, world.devices.ids, world.own_zones]
+    curfew = [s.ids[i] for i in range(len(s)) if s.curfew[i]]
+    parts = [s.ids, s.jurisdiction_ids, s.groups, world.devices.ids, world.own_zones, world.victims.ids]
+    parts.append(curfew)
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -104,7 +107,7 @@ def record(
         for t_ms in range(start_ms + step_ms, end_ms + 1, step_ms):
             report = sim.step(t_ms)
             prefix = f'{{"t":{t_ms - start_ms},"topic":"'
-            for topic, payload in encode_report(report, world, batch):
+            for topic, payload in [*encode_report(report, world, batch), *sim.victim_messages]:
                 out.write(prefix + topic + '","payload":' + payload.decode() + "}\n")
                 counts["messages"] += 1
             counts["fixes"] += len(report.fixes)
@@ -127,10 +130,7 @@ def truth_document(sim: Simulator, header: dict[str, Any]) -> dict[str, Any]:
          "near_miss": int(plan.kind[i]) in NEAR_MISS_KINDS, "start": int(plan.start_ms[i])}
         for i in range(len(s)) if plan.kind[i] != ROUTINE
     ]  # fmt: skip
-    permits = [
-        {"subject": s.ids[i], "start": int(plan.permit_start_ms[i]), "end": int(plan.permit_end_ms[i])}
-        for i in range(len(s)) if plan.permit_start_ms[i] == plan.permit_start_ms[i]
-    ]  # fmt: skip
+    permits = permit_rows(world, plan)
     return {
         "truth": TRACE_FORMAT, "version": VERSION, "t0": header["t0"], "t1": header["t1"],
         "world": header["world"], "world_digest": header["world_digest"],

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from device_sim.score import Alert, Tolerance, alerts_from_events, match, score
+from device_sim.score import Alert, Tolerance, alerts_from_events, format_table, match, score
 
 MIN = 60_000
 T0 = 1_700_000_000_000
@@ -74,3 +74,38 @@ def test_alerts_come_from_feed_events_or_api_rows() -> None:
         {"id": 8, "rule": "signal_lost", "subject_id": "s", "zone_id": None, "opened_at": "2023-11-14T22:13:20Z"},
     ]
     assert alerts_from_events(rows) == [Alert("zone_exit", "s", "z", T0), Alert("signal_lost", "s", None, T0)]
+
+
+@pytest.mark.parametrize(
+    ("replay", "scorable"),
+    [
+        (None, True),  # not replayed: scored as recorded
+        ({"speed": 1, "clock": "wall"}, True),  # real time: the wall clock is the trace's clock
+        ({"speed": 0, "clock": "event"}, True),  # the service's timer was driven in trace time
+        ({"speed": 50, "clock": "wall"}, False),  # fixes minutes to hours old on arrival look silent
+    ],
+)
+def test_clock_rules_are_scored_only_when_the_service_clock_followed_the_trace(
+    replay: dict[str, Any] | None, scorable: bool
+) -> None:
+    silent = {"subject": "subj-000001", "rule": "signal_lost", "start": T0 + 10 * MIN, "end": T0 + 40 * MIN}
+    doc = truth([silent])
+    if replay is not None:
+        doc["replay"] = replay
+    alerts = [Alert("signal_lost", "subj-000002", None, T0 + 5 * MIN)]
+    report = score(doc, alerts, TOL)
+    if scorable:
+        assert report["not_scorable"] == {} and report["rules"]["signal_lost"]["false_alarms"] == 1
+    else:
+        assert set(report["not_scorable"]) == {"signal_lost", "curfew_violation"}
+        assert "signal_lost" not in report["rules"] and report["overall"]["alerts"] == 0
+        assert "not scorable" in format_table(report)
+
+
+def test_a_victim_warning_before_the_violation_matches_it() -> None:
+    episode = {"subject": "subj-000001", "rule": "victim_proximity", "start": T0 + 20 * MIN, "end": T0 + 30 * MIN}
+    warned = Alert("victim_proximity", "subj-000001", None, T0 + 11 * MIN)  # possible at 1 km, 9 min ahead
+    too_early = Alert("victim_proximity", "subj-000001", None, T0 + 9 * MIN)
+    zone_early = Alert("zone_exit", "subj-000001", None, T0 + 11 * MIN)
+    matched, _ = match([episode, {**episode, "rule": "zone_exit"}], [warned, too_early, zone_early], TOL)
+    assert matched == [0, None, None]

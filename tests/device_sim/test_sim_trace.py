@@ -38,12 +38,13 @@ def test_trace_lines_are_header_then_offset_topic_payload_in_publish_order(tmp_p
 
 @pytest.mark.parametrize("speed", [0.0, 1.0, 50.0])
 def test_replay_rebase_never_sends_a_fix_from_the_future(speed: float) -> None:
-    t0, t1, wall0 = 1_000_000, 1_000_000 + 6 * 3_600_000, 5_000_000_000
+    t0, t1, wall0 = 1_000_000, 1_000_000 + 6 * 3_600_000, 5_000_000_017
     shift = rebase_shift_ms(t0, t1, speed, wall0)
+    assert shift % 60_000 == 0  # whole minutes: a curfew's HH:MM window moves with the trace exactly
     for offset in range(0, t1 - t0 + 1, 600_000):
         sent = wall0 + (offset / speed if speed else 0)
         ts = t0 + offset + shift
-        assert ts <= sent + 1 and sent - ts <= t1 - t0
+        assert ts <= sent + 1 and sent - ts <= t1 - t0 + 60_000
 
 
 def test_shifted_truth_moves_every_time() -> None:
