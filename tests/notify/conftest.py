@@ -8,6 +8,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +24,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from emwatch.embedded import free_port
 from emwatch.model import AlertEvent
 from emwatch.notify import webhook
+from emwatch.notify.guard import DestinationPolicy
 from emwatch.store import writer
 from emwatch.store.db import connect_pool, migrate
 
 OFFICER, SUBJECT, JURISDICTION = "officer-li", "s-notify", "j-notify"
+# The test servers listen on plain http on loopback, which production refuses: the tests allow exactly that.
+LOOPBACK_SETTINGS: dict[str, Any] = {"notify_allow_http": True, "notify_allowed_networks": ["127.0.0.0/8", "::1/128"]}
+LOOPBACK = DestinationPolicy.of(True, LOOPBACK_SETTINGS["notify_allowed_networks"])
 
 
 def b64url(data: bytes) -> str:
@@ -122,8 +127,9 @@ class WebhookReceiver:
         return web.Response(status=204)
 
 
-@pytest.fixture
-async def push_service() -> AsyncIterator[PushService]:
+@asynccontextmanager
+async def serve_push_service() -> AsyncIterator[PushService]:
+    """A PushService listening on a free loopback port until the block ends."""
     port = free_port()
     service = PushService(f"http://127.0.0.1:{port}")
     app = web.Application()
@@ -131,10 +137,18 @@ async def push_service() -> AsyncIterator[PushService]:
     runner = web.AppRunner(app, handler_cancellation=True)  # a request whose client died stops there
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield service
-    if service.hold is not None:
-        service.hold.set()
-    await runner.cleanup()
+    try:
+        yield service
+    finally:
+        if service.hold is not None:
+            service.hold.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def push_service() -> AsyncIterator[PushService]:
+    async with serve_push_service() as service:
+        yield service
 
 
 @pytest.fixture
@@ -181,10 +195,13 @@ def clock() -> Clock:
     return Clock()
 
 
-def alert(severity: str = "critical", ts_ms: int | None = None, rule: str = "zone_exit") -> AlertEvent:
-    """An alert event for SUBJECT."""
+def alert(
+    severity: str = "critical", ts_ms: int | None = None, rule: str = "zone_exit",
+    subject: str = SUBJECT, jurisdiction: str = JURISDICTION,
+) -> AlertEvent:
+    """An alert event for SUBJECT (or `subject`)."""
     return AlertEvent(
-        type="alert", rule=rule, subject_id=SUBJECT, jurisdiction_id=JURISDICTION, device_id=None,
+        type="alert", rule=rule, subject_id=subject, jurisdiction_id=jurisdiction, device_id=None,
         zone_id=f"z-{secrets.token_hex(3)}", ts=ts_ms if ts_ms is not None else int(time.time() * 1000),
         lat=30.3, lon=120.2, severity=severity,
     )
@@ -195,6 +212,18 @@ async def commit_alert(pool: asyncpg.Pool, ev: AlertEvent) -> AlertEvent:
     async with pool.acquire() as conn, conn.transaction():
         [committed] = await writer.write_alert_events(conn, [ev])
     return committed
+
+
+async def settle_lifecycle_events(pool: asyncpg.Pool) -> None:
+    """Give provisional (negative) lifecycle event seqs their feed seqs, in the order they were made,
+    as the running service's committer does once the hub published them (store/lifecycle.py)."""
+    async with pool.acquire() as conn, conn.transaction():
+        for provisional in [r["seq"] for r in await conn.fetch(
+            "SELECT seq FROM alert_events WHERE seq < 0 ORDER BY seq DESC"  # -1 was made first
+        )]:
+            await conn.execute(
+                "UPDATE alert_events SET seq = (SELECT max(seq) + 1 FROM alert_events) WHERE seq = $1", provisional
+            )
 
 
 async def add_subscription(pool: asyncpg.Pool, endpoint: str, keys: dict[str, str], user: str = OFFICER) -> int:

@@ -13,7 +13,7 @@ from emwatch.metrics import NOTIFICATIONS
 from emwatch.notify.mqtt_officer import MqttOfficerChannel, officer_topic
 from emwatch.notify.sender import RetryPolicy, Sender
 from emwatch.notify.webhook import WebhookChannel
-from tests.notify.conftest import OFFICER, Clock, WebhookReceiver, alert, commit_alert, statuses
+from tests.notify.conftest import LOOPBACK, OFFICER, Clock, WebhookReceiver, alert, commit_alert, statuses
 
 
 async def test_webhook_failing_three_times_is_delivered_exactly_once(
@@ -23,7 +23,7 @@ async def test_webhook_failing_three_times_is_delivered_exactly_once(
     await pool.execute("INSERT INTO notify_preferences (username, channels) VALUES ($1, '{}')", OFFICER)  # webhook only
     committed = await commit_alert(pool, alert("serious"))
     webhook_receiver.fail_next = 3
-    channel = WebhookChannel(pool)
+    channel = WebhookChannel(pool, guard=LOOPBACK)
     sender = Sender(pool, {"webhook": channel}, clock, RetryPolicy(base_s=2.0, max_s=600.0))
     retried_before = NOTIFICATIONS.labels("webhook", "retried")._value.get()
     try:
@@ -47,7 +47,7 @@ async def test_webhook_rejecting_for_good_is_not_retried(
 ) -> None:
     await pool.execute("INSERT INTO webhooks (url, secret) VALUES ($1, 'wrong-secret')", webhook_receiver.url)
     await commit_alert(pool, alert())
-    channel = WebhookChannel(pool)
+    channel = WebhookChannel(pool, guard=LOOPBACK)
     try:
         await Sender(pool, {"webhook": channel}, clock).deliver_due()  # the receiver answers 401
     finally:

@@ -9,7 +9,16 @@ import pytest
 
 from emwatch.notify.sender import RetryPolicy, Sender
 from emwatch.notify.webpush import WebPushChannel, load_vapid
-from tests.notify.conftest import OFFICER, Clock, PushService, add_subscription, alert, commit_alert, statuses
+from tests.notify.conftest import (
+    LOOPBACK,
+    OFFICER,
+    Clock,
+    PushService,
+    add_subscription,
+    alert,
+    commit_alert,
+    statuses,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +27,7 @@ async def webpush_only(pool: asyncpg.Pool) -> None:
 
 
 def webpush_sender(pool: asyncpg.Pool, clock: Clock) -> Sender:
-    channel = WebPushChannel(pool, load_vapid(None), "mailto:ops@example.test")
+    channel = WebPushChannel(pool, load_vapid(None), "mailto:ops@example.test", guard=LOOPBACK)
     return Sender(pool, {"webpush": channel}, clock, RetryPolicy(base_s=2.0, lease_s=60.0))
 
 

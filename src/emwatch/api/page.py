@@ -21,6 +21,15 @@ async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
 
+@router.get("/sw.js", include_in_schema=False)
+async def service_worker() -> FileResponse:
+    """The push service worker, from the root: a worker's scope can be no wider than its own path
+    unless Service-Worker-Allowed says so (sent anyway, for a deployment that moves it)."""
+    return FileResponse(STATIC / "sw.js", media_type="text/javascript", headers={
+        "Service-Worker-Allowed": "/", "Cache-Control": "no-cache",  # a new version installs at once
+    })
+
+
 @router.get("/api/config")
 async def page_config(svc: Svc) -> dict[str, Any]:
     """What the page needs before login: the map tile URL (None: draw on a plain background)."""

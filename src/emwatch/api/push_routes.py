@@ -8,7 +8,8 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from emwatch.api.auth import Svc, User, audit
-from emwatch.notify.service import Notifier
+from emwatch.notify.guard import destination_problem
+from emwatch.notify.service import Notifier, destination_policy
 
 router = APIRouter(prefix="/api/push")
 
@@ -51,7 +52,12 @@ async def vapid_public_key(request: Request, user: User) -> dict[str, str]:
 
 @router.post("/subscriptions", status_code=201)
 async def subscribe(body: SubscriptionIn, svc: Svc, user: User) -> dict[str, int]:
-    """Store (or take over) a subscription for the caller; alerts of their caseload are pushed to it."""
+    """Store (or take over) a subscription for the caller; alerts of their caseload are pushed to it.
+
+    The endpoint is a URL the server will POST to: it must pass the destination guard (422 with why)."""
+    if problem := await destination_problem(body.endpoint, destination_policy(svc.settings)):
+        await audit(svc, user, "push.subscribe", "push_subscription", None, outcome="denied", reason=problem)
+        raise HTTPException(422, f"push endpoint refused: {problem}")
     sub_id = await svc.pool.fetchval(
         "INSERT INTO push_subscriptions (username, endpoint, p256dh, auth) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (endpoint) DO UPDATE SET username = $1, p256dh = $3, auth = $4 RETURNING id",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from emwatch.notify.channel import Channel
+from emwatch.notify.guard import DestinationPolicy
 from emwatch.notify.mqtt_officer import MqttOfficerChannel
 from emwatch.notify.sender import Sender, close_channels
 from emwatch.notify.webhook import WebhookChannel
@@ -29,6 +30,11 @@ class Notifier:
     vapid_public_key: str  # applicationServerKey for browsers subscribing
 
 
+def destination_policy(settings: Settings) -> DestinationPolicy:
+    """Where push endpoints and webhooks may point, from the settings."""
+    return DestinationPolicy.of(settings.notify_allow_http, settings.notify_allowed_networks)
+
+
 @asynccontextmanager
 async def running_notifier(
     settings: Settings, pool: asyncpg.Pool, clock: Callable[[], float]
@@ -38,10 +44,11 @@ async def running_notifier(
     if settings.vapid_private_key is None:
         log.warning("EMWATCH_VAPID_PRIVATE_KEY unset: push subscriptions end with this process's key")
     assert settings.mqtt_url is not None
+    guard = destination_policy(settings)
     channels: dict[str, Channel] = {
-        "webpush": WebPushChannel(pool, vapid, settings.vapid_subject),
+        "webpush": WebPushChannel(pool, vapid, settings.vapid_subject, guard=guard),
         "mqtt": MqttOfficerChannel(settings.mqtt_url, settings.topic_prefix),
-        "webhook": WebhookChannel(pool),
+        "webhook": WebhookChannel(pool, guard=guard),
     }
     sender = Sender(pool, channels, clock, poll_s=settings.notify_poll_s)
     task = asyncio.create_task(sender.run(), name="notify-sender")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import aiohttp
 import asyncpg
-import httpx
 import orjson
 
 from emwatch.notify.channel import DeliveryError, Notification
+from emwatch.notify.guard import DestinationPolicy, UnsafeDestination, guarded_session
 
 SIGNATURE_HEADER = "X-Emwatch-Signature"
 DELIVERY_HEADER = "X-Emwatch-Delivery"  # the notification id: a receiver dedupes retries with it
@@ -30,9 +31,11 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
-        self.pool = pool
-        self.http = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+    def __init__(
+        self, pool: asyncpg.Pool, timeout_s: float = 10.0, guard: DestinationPolicy | None = None
+    ) -> None:
+        self.pool, self.timeout_s, self.guard = pool, timeout_s, guard or DestinationPolicy()
+        self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, notification: Notification) -> None:
         """Send the signed body once; the sender retries on a DeliveryError that is not permanent."""
@@ -46,15 +49,22 @@ class WebhookChannel:
             "Content-Type": "application/json", SIGNATURE_HEADER: sign(row["secret"], body),
             DELIVERY_HEADER: str(notification.id),
         }
+        if self._session is None:
+            self._session = guarded_session(self.guard, self.timeout_s)
         try:
-            response = await self.http.post(row["url"], content=body, headers=headers)
-        except httpx.HTTPError as exc:
+            async with self._session.post(row["url"], data=body, headers=headers, allow_redirects=False) as r:
+                status = r.status
+        except UnsafeDestination as exc:  # registered when it was public; it is not now (DNS rebinding)
+            raise DeliveryError(f"webhook URL refused: {exc}", permanent=True) from exc
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise DeliveryError(f"webhook unreachable: {exc!r}") from exc
-        if response.is_success:
+        if 200 <= status < 300:
             return
-        retryable = response.status_code >= 500 or response.status_code in (408, 429)
-        raise DeliveryError(f"webhook answered {response.status_code}", permanent=not retryable)
+        retryable = status >= 500 or status in (408, 429)
+        raise DeliveryError(f"webhook answered {status}", permanent=not retryable)
 
     async def aclose(self) -> None:
         """Close the HTTP connection pool."""
-        await self.http.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

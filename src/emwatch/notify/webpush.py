@@ -12,6 +12,7 @@ from py_vapid import Vapid, Vapid01
 from pywebpush import WebPushException, webpush_async
 
 from emwatch.notify.channel import DeliveryError, Notification
+from emwatch.notify.guard import DestinationPolicy, UnsafeDestination, guarded_session
 
 TTL_S = 3600  # a push service may hold the message this long for an offline phone
 GONE = (404, 410)  # the push service forgot the subscription: delete it (RFC 8030 §7.3)
@@ -41,9 +42,12 @@ class WebPushChannel:
 
     name = "webpush"
 
-    def __init__(self, pool: asyncpg.Pool, vapid: Vapid01, subject: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, vapid: Vapid01, subject: str, timeout_s: float = 10.0,
+        guard: DestinationPolicy | None = None,
+    ) -> None:
         self.pool, self.vapid, self.subject = pool, vapid, subject
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s, self.guard = timeout_s, guard or DestinationPolicy()
         self._session: aiohttp.ClientSession | None = None
 
     async def deliver(self, notification: Notification) -> None:
@@ -55,7 +59,7 @@ class WebPushChannel:
         if row is None:
             raise DeliveryError("push subscription removed", permanent=True)
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = guarded_session(self.guard, self.timeout_s)
         urgency = "high" if notification.payload.get("severity") == "critical" else "normal"
         info = {"endpoint": row["endpoint"], "keys": {"p256dh": row["p256dh"], "auth": row["auth"]}}
         try:
@@ -66,6 +70,8 @@ class WebPushChannel:
                 content_encoding="aes128gcm", ttl=TTL_S, aiohttp_session=self._session,
                 headers={"Urgency": urgency},
             )
+        except UnsafeDestination as exc:  # registered when it was public; it is not now (DNS rebinding)
+            raise DeliveryError(f"push endpoint refused: {exc}", permanent=True) from exc
         except WebPushException as exc:
             status = exc.status_code
             if status in GONE:

@@ -132,10 +132,13 @@ WITH esc AS (
     FROM esc
     JOIN users u ON u.jurisdiction_id = esc.escalated_to AND u.role IN ('supervisor', 'operator')
         AND NOT u.disabled
+    LEFT JOIN notify_preferences p ON p.username = u.username
     CROSS JOIN LATERAL (
         SELECT 'mqtt'::text AS channel, ''::text AS target
         UNION ALL SELECT 'webpush', ps.id::text FROM push_subscriptions ps WHERE ps.username = u.username
     ) ch
+    -- their channels, but not their severity or quiet hours: an escalation is the "someone must look" path
+    WHERE p.channels IS NULL OR ch.channel = ANY (p.channels)
     ON CONFLICT DO NOTHING
 )
 SELECT coalesce(max(seq), $1) FROM esc
@@ -145,3 +148,18 @@ SELECT coalesce(max(seq), $1) FROM esc
 async def enqueue_escalations(pool: asyncpg.Pool, after_seq: int) -> int:
     """Notify the escalation target of every `escalated` event after `after_seq`; returns the new mark."""
     return int(await pool.fetchval(_ESCALATIONS, after_seq))
+
+
+# An acknowledged alert needs no more people told of it: what reached a person becomes `acknowledged`, and
+# what has not reached them yet (deferred by quiet hours, retrying, an escalation) is withdrawn the same
+# way (delivered_at stays NULL). Webhooks are records for other agency systems, not people: they go on.
+_ACKNOWLEDGED = """
+UPDATE notifications SET status = 'acknowledged', acknowledged_at = $2
+WHERE alert_id = $1 AND channel <> 'webhook' AND status IN ('pending', 'sent', 'delivered')
+"""
+
+
+async def acknowledge(conn: asyncpg.Connection, alert_id: int, at: datetime) -> int:
+    """Close the officer notifications of an alert someone acknowledged; returns how many rows."""
+    result: str = await conn.execute(_ACKNOWLEDGED, alert_id, at)
+    return int(result.rsplit(" ", 1)[-1])

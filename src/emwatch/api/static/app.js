@@ -80,6 +80,7 @@ async function start() {
   await loadPositions();
   S.pollTimer = setInterval(() => loadPositions().catch(() => {}), 15000);
   connect();
+  if (typeof startNotifications === "function") startNotifications();  // push.js
 }
 
 function fillSelect(select, pairs) {
