@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncpg
 import numpy as np
 import shapely
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scene import Scene
 
-from emwatch.geo.cells import haversine_m
+from emwatch.geo.cells import METRES_PER_DEGREE, haversine_m
 from emwatch.geo.zones import Zone
 
 
@@ -30,9 +30,11 @@ class NaiveLoop:
             else:
                 shared.append(z)
         self.shared = shared
-        # circles are indexed by their bounding box, grown by the radius (a degree of latitude ~111 km)
+        # circles are indexed by their centre grown by the radius in degrees of longitude (the
+        # shortest degree), so the box holds the whole circle at any latitude
         self.tree = shapely.STRtree([
-            z.geometry.buffer(z.radius_m / 90_000) if z.radius_m else z.geometry for z in shared
+            z.geometry.buffer(radius_deg(z.radius_m, z.geometry.y)) if z.radius_m else z.geometry
+            for z in shared
         ])
 
     def evaluate(self, subject: NDArray[np.int64], lon: NDArray[np.float64], lat: NDArray[np.float64]) -> int:
@@ -45,6 +47,15 @@ class NaiveLoop:
             for i in self.tree.query(point).tolist():
                 hits += _inside(self.shared[i], point, x, y)
         return hits
+
+
+def radius_deg(radius_m: ArrayLike, lat: ArrayLike) -> NDArray[np.float64]:
+    """A radius in metres as degrees of longitude at `lat` (longer than it is in latitude), padded 1%."""
+    lat_rad = np.radians(np.asarray(lat, dtype=np.float64))
+    out: NDArray[np.float64] = 1.01 * np.asarray(radius_m, dtype=np.float64) / (
+        METRES_PER_DEGREE * np.cos(lat_rad)
+    )
+    return out
 
 
 def _inside(z: Zone, point: shapely.Point, x: float, y: float) -> bool:
@@ -94,7 +105,8 @@ async def load_postgis(conn: asyncpg.Connection, scene: Scene) -> None:
     county_of = {f"county-{c}": c for c in range(n_counties)}
     geoms = [z.geometry for z in scene.zones]
     radius = np.array([z.radius_m or 0.0 for z in scene.zones])
-    boxes = shapely.envelope(shapely.buffer(geoms, radius / 90_000))
+    centre_lat = np.array([z.geometry.y if z.radius_m else 0.0 for z in scene.zones])
+    boxes = shapely.envelope(shapely.buffer(geoms, radius_deg(radius, centre_lat)))
     wkb, bbox_wkb = shapely.to_wkb(geoms, include_srid=False), shapely.to_wkb(boxes)
     rows = []
     links: list[tuple[int, int]] = []

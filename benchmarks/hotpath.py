@@ -1,4 +1,4 @@
-"""Hot path, in-process: RuleEngine.evaluate + EpisodeBook.update vs a naive loop vs PostGIS, same batches."""
+"""Hot path, in-process: containment and the whole engine vs a naive loop vs PostGIS, same batches."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ import asyncpg
 import numpy as np
 import shapely
 from baselines import NaiveLoop, load_postgis, postgis_evaluate
+from numpy.typing import NDArray
 from scene import Scene, Walkers, build_scene, ingest_batch
 
 import emwatch
 from emwatch.alerts.episodes import EpisodeBook
-from emwatch.model import FixColumns
+from emwatch.geo.cells import cells_for
+from emwatch.ingest.batcher import IngestBatch
+from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.pipeline import debounce_policies, rule_config
 from emwatch.registry import Registry
+from emwatch.rules.containment import evaluate_containment, subject_pairs
 from emwatch.rules.engine import RuleEngine
 from emwatch.settings import Settings
 
@@ -72,30 +76,76 @@ def built(n_subjects: int, seed: int = 42) -> Built:
     return Built(scene, registry, build_s, cached=False)
 
 
+def containment_pass(
+    engine: RuleEngine, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
+) -> Observations:
+    """Containment alone, as `RuleEngine.evaluate` runs it: resolve devices, order by event time, H3
+    cells, then `evaluate_containment` (own + shared + open-episode zones, accuracy-aware). Reads the
+    engine's state, changes nothing. The question the naive loop and PostGIS answer, and more."""
+    registry, index, cols = engine.registry, engine.registry.device_index, batch.fixes
+    ids = cols.device_ids
+    device = np.fromiter(map(index.get, ids, [-1] * len(ids)), dtype=np.int32, count=len(ids))
+    rows = np.flatnonzero(device >= 0)
+    rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
+    fixes, device = cols.take(rows), device[rows]
+    fix_batch = FixBatch(
+        fixes=fixes, device=device, subject=registry.device_subject[device],
+        cell=cells_for(fixes.lat, fixes.lon, engine.h3_resolution), fresh=fixes.ts > engine.last_ts[device],
+        suspect=np.zeros(len(device), dtype=bool),
+    )
+    return evaluate_containment(registry, fix_batch, open_pairs)
+
+
+def geo_hits(registry: Registry, subject: NDArray[np.int32], lon: NDArray[np.float64],
+             lat: NDArray[np.float64], res: int) -> int:
+    """(fix, zone) pairs with the fix inside: own zones + applicable shared zones, by the engine's geo
+    index. The number the naive loop and PostGIS must also find, if they answer the same question."""
+    rows_a, zone_a = subject_pairs(registry, subject)
+    cells = cells_for(lat, lon, res)
+    pos_b, zone_b = registry.zones.candidates(cells, registry.shared_mask)
+    keep = registry.shared_zone_applies(subject[pos_b], zone_b)
+    rows = np.concatenate([rows_a, pos_b[keep]])
+    zones = np.concatenate([zone_a, zone_b[keep]]).astype(np.int32)
+    return int(registry.zones.contains(zones, lon[rows], lat[rows], cells[rows]).sum())
+
+
 @dataclass
 class HotpathResult:
+    """Median fixes/s per batch of each contender. The ratios compare like with like: containment
+    against baselines answering the containment question, each batch timed back to back with
+    containment on the same fixes (paired), the median of the per-batch ratios."""
+
     subjects: int
     zones: int
     batch: int
-    engine_fixes_per_s: float
+    containment_fixes_per_s: float  # containment_pass: what naive and PostGIS do, plus accuracy
+    engine_fixes_per_s: float  # RuleEngine.evaluate + EpisodeBook.update: every rule, episodes
     naive_fixes_per_s: float
     postgis_fixes_per_s: float | None
+    ratio_vs_naive: float
+    ratio_vs_postgis: float | None
     alerts_per_batch: float
     build_s: float
+    hits: dict[str, int]  # inside (fix, zone) pairs on the baselines' fixes: engine index vs each
 
     @property
-    def ratio_vs_naive(self) -> float:
+    def engine_ratio_vs_naive(self) -> float:
         return self.engine_fixes_per_s / self.naive_fixes_per_s
 
     @property
-    def ratio_vs_postgis(self) -> float | None:
+    def engine_ratio_vs_postgis(self) -> float | None:
         return self.engine_fixes_per_s / self.postgis_fixes_per_s if self.postgis_fixes_per_s else None
 
 
 def run_hotpath(
     b: Built, batches: int, naive_fixes: int, postgis_url: str | None, postgis_batches: int, seed: int = 7
 ) -> HotpathResult:
-    """Median fixes/s of each contender over the same stream of batches (one warm-up round first)."""
+    """Median fixes/s of each contender over the same stream of batches (one warm-up round first).
+
+    Containment and the whole engine are timed batch by batch in turn, on the same batches and
+    state. The naive loop and PostGIS then answer the containment question for further batches,
+    each right after containment is timed on the same fixes.
+    """
     settings = Settings()
     batch_size = settings.batch_max_fixes
     scene = b.scene
@@ -107,44 +157,86 @@ def run_hotpath(
     for _ in range(max(1, scene.n_subjects // batch_size)):
         ev = engine.evaluate(ingest_batch(walkers.next_fixes(batch_size)), book.open_pairs())
         book.update(ev.observations)
-    rates, alerts = [], []
+    rates, contain_rates, alerts = [], [], []
     stream = [walkers.next_fixes(batch_size) for _ in range(batches)]
     for cols in stream:
+        batch = ingest_batch(cols)
+        contain_rates.append(_containment_rate(engine, cols, book.open_pairs()))
         t0 = time.perf_counter()
-        ev = engine.evaluate(ingest_batch(cols), book.open_pairs())
+        ev = engine.evaluate(batch, book.open_pairs())
         events = book.update(ev.observations)
         rates.append(len(cols) / (time.perf_counter() - t0))
         alerts.append(len(events))
 
+    # Fresh batches the engine has not seen (containment only acts on fixes newer than the state)
+    pair_stream = [walkers.next_fixes(batch_size) for _ in range(max(3, postgis_batches))]
+    registry, res = b.registry, engine.h3_resolution
+    hits = {"index (naive fixes)": 0, "naive": 0}
     naive = NaiveLoop(scene)
-    naive_rates = []
-    for cols in stream[:3]:
-        k = min(naive_fixes, len(cols))
-        subj = walkers.subjects_of(cols)[:k]
+    naive_rates, naive_ratios = [], []
+    for full in pair_stream[:3]:
+        k = min(naive_fixes, len(full))
+        cols = full.take(np.arange(k))
+        contain = _containment_rate(engine, cols, book.open_pairs())
+        subj = walkers.subjects_of(cols)
         t0 = time.perf_counter()
-        naive.evaluate(subj, cols.lon[:k], cols.lat[:k])
+        hits["naive"] += naive.evaluate(subj, cols.lon, cols.lat)
         naive_rates.append(k / (time.perf_counter() - t0))
+        naive_ratios.append(contain / naive_rates[-1])
+        subjects = _registry_subjects(registry, cols)
+        hits["index (naive fixes)"] += geo_hits(registry, subjects, cols.lon, cols.lat, res)
 
-    pg_rate = None
+    pg_rate = pg_ratio = None
     if postgis_url is not None:
-        pg_rate = asyncio.run(_postgis_rates(postgis_url, scene, walkers, stream[:postgis_batches]))
+        pg_stream = pair_stream[:postgis_batches]
+        pg_rate, pg_ratio, hits["PostGIS"] = asyncio.run(
+            _postgis_rates(postgis_url, scene, walkers, pg_stream, engine, book.open_pairs())
+        )
+        hits["index (PostGIS fixes)"] = sum(
+            geo_hits(registry, _registry_subjects(registry, c), c.lon, c.lat, res) for c in pg_stream
+        )
     return HotpathResult(
-        subjects=scene.n_subjects, zones=len(b.registry.zones.zones), batch=batch_size,
-        engine_fixes_per_s=statistics.median(rates), naive_fixes_per_s=statistics.median(naive_rates),
-        postgis_fixes_per_s=pg_rate, alerts_per_batch=statistics.mean(alerts), build_s=b.build_s,
+        subjects=scene.n_subjects, zones=len(registry.zones.zones), batch=batch_size,
+        containment_fixes_per_s=statistics.median(contain_rates), engine_fixes_per_s=statistics.median(rates),
+        naive_fixes_per_s=statistics.median(naive_rates), postgis_fixes_per_s=pg_rate,
+        ratio_vs_naive=statistics.median(naive_ratios), ratio_vs_postgis=pg_ratio,
+        alerts_per_batch=statistics.mean(alerts), build_s=b.build_s, hits=hits,
     )
 
 
-async def _postgis_rates(url: str, scene: Scene, walkers: Walkers, stream: list[FixColumns]) -> float:
+def _containment_rate(
+    engine: RuleEngine, cols: FixColumns, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
+) -> float:
+    """Fixes/s of one containment_pass over `cols`."""
+    batch = ingest_batch(cols)
+    t0 = time.perf_counter()
+    containment_pass(engine, batch, open_pairs)
+    return len(cols) / (time.perf_counter() - t0)
+
+
+def _registry_subjects(registry: Registry, cols: FixColumns) -> NDArray[np.int32]:
+    device = np.array([registry.device_index[d] for d in cols.device_ids], dtype=np.int32)
+    out: NDArray[np.int32] = registry.device_subject[device]
+    return out
+
+
+async def _postgis_rates(
+    url: str, scene: Scene, walkers: Walkers, stream: list[FixColumns], engine: RuleEngine,
+    open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
+) -> tuple[float, float, int]:
+    """Median fixes/s of PostGIS per batch, the median paired ratio containment / PostGIS, and the
+    inside (fix, zone) pairs PostGIS found."""
     conn = await asyncpg.connect(url)
     try:
         await load_postgis(conn, scene)
-        rates = []
+        rates, ratios, hits = [], [], 0
         for cols in stream:
+            contain = _containment_rate(engine, cols, open_pairs)
             subj = walkers.subjects_of(cols)
             t0 = time.perf_counter()
-            await postgis_evaluate(conn, subj, scene.subject_county[subj], cols.lon, cols.lat)
+            hits += await postgis_evaluate(conn, subj, scene.subject_county[subj], cols.lon, cols.lat)
             rates.append(len(cols) / (time.perf_counter() - t0))
-        return float(statistics.median(rates))
+            ratios.append(contain / rates[-1])
+        return float(statistics.median(rates)), float(statistics.median(ratios)), hits
     finally:
         await conn.close()

@@ -1,15 +1,18 @@
-"""Engine-only hot-path rate for one fleet size, on the cached scene of benchmarks/hotpath.py.
+"""Hot-path rates for one fleet size, on the cached scene of benchmarks/hotpath.py.
 
-    .venv/bin/python benchmarks/hotpath_rate.py 100000 [--profile]
+    .venv/bin/python benchmarks/hotpath_rate.py 100000 [--batch 2000] [--profile containment|engine]
 
-A quick check between full `make bench` runs: RuleEngine.evaluate + EpisodeBook.update over 20
-batches of 2,000 fixes after one warm-up round, printed as fixes/s (optionally with a cProfile).
+A quick check between full `make bench` runs, in one process over the same batches: containment alone
+(`containment_pass`: device lookup, event-time order, H3 cells, `evaluate_containment`) and the whole
+engine (`RuleEngine.evaluate` + `EpisodeBook.update`), 20 batches after one warm-up round, printed as
+the median fixes/s per batch (wall clock) and fixes per CPU-second; `--profile` prints a pyinstrument
+profile of one of the two.
 """
 
 from __future__ import annotations
 
-import cProfile
-import pstats
+import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hotpath import TS0_MS, built
+from hotpath import TS0_MS, built, containment_pass
 from scene import Walkers, ingest_batch
 
 from emwatch.alerts.episodes import EpisodeBook
@@ -27,30 +30,50 @@ from emwatch.settings import Settings
 
 
 def main() -> None:
-    n = int(sys.argv[1])
-    profile = "--profile" in sys.argv
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("subjects", type=int)
+    ap.add_argument("--batch", type=int, default=Settings().batch_max_fixes)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--profile", choices=["containment", "engine"])
+    args = ap.parse_args()
+    n, size = args.subjects, args.batch
     b = built(n)
     settings = Settings()
     walkers = Walkers(b.scene, np.random.default_rng(7), TS0_MS)
     engine = RuleEngine(b.registry, rule_config(settings))
     book = EpisodeBook(b.registry, (), debounce_policies(settings))
-    for _ in range(max(1, n // 2000)):
-        ev = engine.evaluate(ingest_batch(walkers.next_fixes(2000)), book.open_pairs())
+    for _ in range(max(1, n // size)):
+        ev = engine.evaluate(ingest_batch(walkers.next_fixes(size)), book.open_pairs())
         book.update(ev.observations)
-    stream = [walkers.next_fixes(2000) for _ in range(20)]
-    profiler = cProfile.Profile() if profile else None
+    stream = [ingest_batch(walkers.next_fixes(size)) for _ in range(args.batches)]
+    profiler = None
+    if args.profile:
+        from pyinstrument import Profiler  # dev extra
+
+        profiler = Profiler(interval=0.0005)
+    seconds: dict[str, list[float]] = {"containment": [], "engine": []}
+    cpu: dict[str, list[float]] = {"containment": [], "engine": []}
+    for batch in stream:
+        for part in ("containment", "engine"):
+            if profiler and args.profile == part:
+                profiler.start()
+            t0, c0 = time.perf_counter(), time.process_time()
+            if part == "containment":
+                containment_pass(engine, batch, book.open_pairs())
+            else:
+                book.update(engine.evaluate(batch, book.open_pairs()).observations)
+            seconds[part].append(time.perf_counter() - t0)
+            cpu[part].append(time.process_time() - c0)
+            if profiler and args.profile == part:
+                profiler.stop()
     if profiler:
-        profiler.enable()
-    t0 = time.perf_counter()
-    for cols in stream:
-        ev = engine.evaluate(ingest_batch(cols), book.open_pairs())
-        book.update(ev.observations)
-    seconds = time.perf_counter() - t0
-    if profiler:
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-    rate = 20 * 2000 / seconds
-    print(f"subjects={n} fixes/s={rate:,.0f} (registry build {b.build_s:.0f} s, cached={b.cached})")
+        print(profiler.output_text(color=False, show_all=False))
+    rates = {part: size / statistics.median(s) for part, s in seconds.items()}
+    # per CPU-second too: on a shared machine it moves less with the other processes' load
+    per_cpu = {part: size * len(s) / max(sum(s), 1e-9) for part, s in cpu.items()}
+    print(f"subjects={n} batch={size} containment fixes/s={rates['containment']:,.0f} "
+          f"engine fixes/s={rates['engine']:,.0f} | per CPU-s: containment {per_cpu['containment']:,.0f} "
+          f"engine {per_cpu['engine']:,.0f} (registry build {b.build_s:.0f} s, cached={b.cached})")
 
 
 if __name__ == "__main__":

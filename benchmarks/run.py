@@ -79,12 +79,17 @@ def hotpath_section(cfg: dict[str, Any], pg_url: str | None) -> list[HotpathResu
         results.append(run_hotpath(b, cfg["batches"], cfg["naive"], url, min(cfg["batches"], 5)))
         del b
         gc.collect()
-    print(table("\nHot path, in-process (median fixes/s per batch)",
-                ["subjects", "zones", "batch", "engine", "naive", "PostGIS", "×naive", "×PostGIS",
-                 "alerts/batch", "build s"],
-                [[r.subjects, r.zones, r.batch, r.engine_fixes_per_s, r.naive_fixes_per_s,
-                  r.postgis_fixes_per_s, r.ratio_vs_naive, r.ratio_vs_postgis, r.alerts_per_batch, r.build_s]
+    print(table("\nHot path, in-process (median fixes/s per batch; ratios: containment vs the baselines,"
+                " which answer the containment question only; engine: every rule + episodes)",
+                ["subjects", "zones", "batch", "containment", "engine", "naive", "PostGIS", "×naive",
+                 "×PostGIS", "engine ×naive", "engine ×PostGIS", "alerts/batch", "build s"],
+                [[r.subjects, r.zones, r.batch, r.containment_fixes_per_s, r.engine_fixes_per_s,
+                  r.naive_fixes_per_s, r.postgis_fixes_per_s, r.ratio_vs_naive, r.ratio_vs_postgis,
+                  r.engine_ratio_vs_naive, r.engine_ratio_vs_postgis, r.alerts_per_batch, r.build_s]
                  for r in results]))
+    print("inside (fix, zone) pairs found on the same fixes (the contenders answer the same question):")
+    for r in results:
+        print(f"  {r.subjects:,} subjects: " + ", ".join(f"{k} {v:,}" for k, v in r.hits.items()))
     return results
 
 
@@ -121,10 +126,14 @@ def figures(hot: list[HotpathResult], mem: list[dict[str, Any]], e2e: E2EResult 
     top = hot[-1]
     with_pg = [r for r in hot if r.postgis_fixes_per_s]
     out: dict[str, Any] = {
-        "hotpath_fixes_per_s": top.engine_fixes_per_s, "hotpath_subjects": top.subjects,
+        # the target (>= 1M fixes/s, >= 15x naive, >= 25x PostGIS) is stated for containment
+        "hotpath_fixes_per_s": top.containment_fixes_per_s, "hotpath_subjects": top.subjects,
         "hotpath_ratio_vs_naive": top.ratio_vs_naive,
         "hotpath_ratio_vs_postgis": with_pg[-1].ratio_vs_postgis if with_pg else None,
         "hotpath_ratio_vs_postgis_subjects": with_pg[-1].subjects if with_pg else None,
+        "hotpath_engine_fixes_per_s": top.engine_fixes_per_s,
+        "hotpath_engine_ratio_vs_naive": top.engine_ratio_vs_naive,
+        "hotpath_engine_ratio_vs_postgis": with_pg[-1].engine_ratio_vs_postgis if with_pg else None,
         "rss_bytes_per_device": mem[-1]["bytes_per_device"], "rss_devices": mem[-1]["devices"],
         "startup_s_700k": next((r.build_s for r in hot if r.subjects == 700_000), None),
     }

@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = [
     "hotpath_fixes_per_s", "hotpath_ratio_vs_naive", "hotpath_ratio_vs_postgis",
+    "hotpath_engine_fixes_per_s", "hotpath_engine_ratio_vs_naive", "hotpath_engine_ratio_vs_postgis",
     "e2e_max_sustained_fixes_per_s_batch", "e2e_max_sustained_fixes_per_s_single",
     "e2e_latency_p50_ms", "e2e_latency_p99_ms", "rss_bytes_per_device", "startup_s_700k", "machine", "date",
 ]
@@ -45,6 +46,19 @@ def test_quick_run_writes_every_key_of_latest_json(quick_run: tuple[str, Path]) 
     assert doc["hotpath_fixes_per_s"] > 0 and doc["hotpath_ratio_vs_naive"] > 0
     assert doc["hotpath_ratio_vs_postgis"] > 0
     assert doc["details"]["e2e"], "the end-to-end ladder ran no step"
+
+
+def test_quick_run_baselines_find_the_same_inside_pairs_as_the_engine_index(
+    quick_run: tuple[str, Path],
+) -> None:
+    """Like with like: the naive loop and PostGIS answer the containment question the engine answers."""
+    _, out = quick_run
+    doc = json.loads((out / "results" / "latest.json").read_text())
+    hits = doc["details"]["hotpath"][0]["hits"]
+    assert hits["naive"] > 0 and hits["PostGIS"] > 0
+    # equal but for a rare tie on a circle's edge (PostGIS's sphere radius differs in the 7th digit)
+    assert abs(hits["naive"] - hits["index (naive fixes)"]) <= max(1, hits["naive"] // 1000)
+    assert abs(hits["PostGIS"] - hits["index (PostGIS fixes)"]) <= max(1, hits["PostGIS"] // 1000)
 
 
 def test_quick_run_appends_a_dated_row_under_performance(quick_run: tuple[str, Path]) -> None:

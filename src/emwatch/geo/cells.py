@@ -8,6 +8,7 @@ from h3.api import basic_int as h3i
 from numpy.typing import ArrayLike, NDArray
 
 EARTH_RADIUS_M = 6_371_007.180918475  # authalic radius, as h3.great_circle_distance uses
+METRES_PER_DEGREE = 111_320.0  # of latitude; times cos(lat) for longitude (rules/accuracy.py's value)
 
 # H3 index layout: 4 resolution bits at 52..55, 7 base-cell bits at 45..51, then 15 3-bit digits.
 _RES_SHIFT = 52
