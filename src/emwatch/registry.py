@@ -8,10 +8,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from emwatch.alerts.severity import SeverityOverrideRow, resolve_overrides
 from emwatch.geo.zone_index import ZoneIndex
 from emwatch.geo.zones import Zone
 from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow, PermitTable
 from emwatch.rules.schedule import ScheduleTable
+from emwatch.rules.zone_versions import EMPTY as NO_ZONE_VERSIONS
+from emwatch.rules.zone_versions import ZoneVersionRow, ZoneVersions
 
 WEARABLE_KINDS = frozenset({"ankle", "wrist"})
 
@@ -82,6 +85,10 @@ class Registry:
     ban_b: NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
     ban_radius_m: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     ban_min_ms: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    # Per jurisdiction id: (rule, risk level) → severity, overrides inherited down the tree resolved.
+    severity_overrides: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    # Recently superseded zone geometries: late fixes are judged against the one in force then.
+    zone_versions: ZoneVersions = NO_ZONE_VERSIONS
 
     @classmethod
     def build(
@@ -93,6 +100,8 @@ class Registry:
         h3_resolution: int,
         bans: Sequence[ContactBanRow] = (),
         permits: Sequence[PermitRow] = (),
+        severity: Sequence[SeverityOverrideRow] = (),
+        zone_versions: Sequence[ZoneVersionRow] = (),
     ) -> Registry:
         """Index everything densely; only active subjects are monitored."""
         active = [s for s in subjects if s.status == "active"]
@@ -174,6 +183,8 @@ class Registry:
             ban_b=np.array([subject_index[b.subject_b] for b in live_bans], dtype=np.int32),
             ban_radius_m=np.array([b.radius_m for b in live_bans], dtype=np.float64),
             ban_min_ms=np.array([b.min_seconds * 1000 for b in live_bans], dtype=np.int64),
+            severity_overrides=resolve_overrides(parent, severity),
+            zone_versions=ZoneVersions.build(zone_versions, index.index_of, h3_resolution),
         )
 
     def scheduled_inclusion_pairs(self) -> tuple[NDArray[np.int32], NDArray[np.int32]]:

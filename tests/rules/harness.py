@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import shapely
@@ -54,6 +55,12 @@ def registry(
     )
 
 
+@functools.cache
+def _default_registry() -> Registry:
+    """Built once: a registry is an immutable snapshot, and building one takes a while (zone index)."""
+    return registry()
+
+
 @dataclass
 class World:
     """Rule engine + episode book driven by fixes, events and clock ticks; collects alert events."""
@@ -68,7 +75,8 @@ class World:
     bans: list[ContactBanRow] | None = None  # not None: a second subject and a victim device too
 
     def __post_init__(self) -> None:
-        reg = registry(self.zones, self.permits, self.bans)
+        default = self.zones is None and self.permits is None and self.bans is None
+        reg = _default_registry() if default else registry(self.zones, self.permits, self.bans)
         self.engine = RuleEngine(reg, self.config)
         self.book = EpisodeBook(reg, self.open_keys, self.policies)
 

@@ -1,6 +1,13 @@
-"""Default severity of each alert rule by the subject's risk level (风险等级)."""
+"""Severity of each alert rule by the subject's risk level (风险等级): built-in defaults, and per-jurisdiction
+overrides that apply to a jurisdiction and everything below it (the nearest one wins)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+SEVERITIES = ("critical", "serious", "warning")
+RISK_LEVELS = ("high", "medium", "low")
 
 SEVERITY: dict[str, dict[str, str]] = {
     # Leaving the county of residence (执行地) is the violation the law names first; always urgent.
@@ -26,6 +33,49 @@ SEVERITY: dict[str, dict[str, str]] = {
 }
 
 
-def severity_of(rule: str, risk_level: str) -> str:
+# Resolved overrides of one jurisdiction: (rule, risk level) → severity.
+Overrides = Mapping[tuple[str, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityOverrideRow:
+    """One stored override: in `jurisdiction_id` and below, `rule` on a `risk_level` subject is `severity`."""
+
+    jurisdiction_id: str
+    rule: str
+    risk_level: str
+    severity: str
+
+
+def severity_of(rule: str, risk_level: str, overrides: Overrides | None = None) -> str:
     """Severity for a rule firing on a subject of this risk level ('serious' when unknown)."""
+    if overrides and (found := overrides.get((rule, risk_level))) is not None:
+        return found
     return SEVERITY.get(rule, {}).get(risk_level, "serious")
+
+
+def resolve_overrides(
+    parent: Mapping[str, str | None], rows: Sequence[SeverityOverrideRow]
+) -> dict[str, dict[tuple[str, str], str]]:
+    """Per jurisdiction id: its overrides merged with its ancestors' (the nearest wins).
+
+    Only jurisdictions with some override on their path appear; the rest use the defaults.
+    """
+    own: dict[str, dict[tuple[str, str], str]] = {}
+    for r in rows:
+        own.setdefault(r.jurisdiction_id, {})[(r.rule, r.risk_level)] = r.severity
+    if not own:
+        return {}
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    for jur in parent:
+        path: list[str] = []
+        node: str | None = jur
+        while node is not None and node not in path and len(path) < 32:  # a cycle must not hang a reload
+            path.append(node)
+            node = parent.get(node)
+        merged: dict[tuple[str, str], str] = {}
+        for node_id in reversed(path):  # root first, so the nearest jurisdiction's override wins
+            merged.update(own.get(node_id, {}))
+        if merged:
+            out[jur] = merged
+    return out

@@ -62,15 +62,15 @@ def classify(
 
     exited = np.flatnonzero(inclusion & ~inside)
     if len(exited):
-        far = distance_to_zone_m(zones, zone[exited], lon[exited], lat[exited]) > radius_m[exited]
+        # the same test as distance_to_zone_m(...) > radius, without measuring (prepared index)
+        far = ~zones.within_m(zone[exited], lon[exited], lat[exited], radius_m[exited])
         confirmed[exited] &= far
 
     # Outside an exclusion zone but close enough that the circle may reach in: only then measure.
-    near = ~inclusion & ~inside & _within_bbox(zones, zone, lon, lat, radius_m)
-    near_idx = np.flatnonzero(near)
+    outside = np.flatnonzero(~inclusion & ~inside)
+    near_idx = outside[_within_bbox(zones, zone[outside], lon[outside], lat[outside], radius_m[outside])]
     if len(near_idx):
-        distance = distance_to_zone_m(zones, zone[near_idx], lon[near_idx], lat[near_idx])
-        touches = distance <= radius_m[near_idx]
+        touches = zones.within_m(zone[near_idx], lon[near_idx], lat[near_idx], radius_m[near_idx])
         breach[near_idx[touches]] = True
     return breach, confirmed
 
@@ -81,14 +81,13 @@ def _within_bbox(
 ) -> NDArray[np.bool_]:
     pad_lat = radius_m / METRES_PER_DEGREE
     pad_lon = pad_lat / np.maximum(np.cos(np.radians(np.abs(lat))), 0.01)
-    circle = zones.is_circle[zone]
-    # Circles: a cheap haversine bound instead of a bbox (their bbox fields are NaN).
-    near_circle = circle & (
-        haversine_m(lat, lon, zones.centre_lat[zone], zones.centre_lon[zone])
-        <= zones.radius_m[zone] + radius_m
-    )
     in_box = (
         (lon >= zones.min_lon[zone] - pad_lon) & (lon <= zones.max_lon[zone] + pad_lon)
         & (lat >= zones.min_lat[zone] - pad_lat) & (lat <= zones.max_lat[zone] + pad_lat)
-    )
-    return np.asarray(near_circle | (~circle & in_box))
+    )  # False for circles: their bbox fields are NaN
+    # Circles: a cheap haversine bound instead of a bbox, computed for the circle rows only.
+    c = np.flatnonzero(zones.is_circle[zone])
+    zc = zone[c]
+    centre_m = haversine_m(lat[c], lon[c], zones.centre_lat[zc], zones.centre_lon[zc])
+    in_box[c] = centre_m <= zones.radius_m[zc] + radius_m[c]
+    return np.asarray(in_box)

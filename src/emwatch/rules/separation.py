@@ -15,7 +15,10 @@ when either paired device reports; a subject needs both a bracelet and a phone t
 The two devices report at their own times, so their latest fixes are rarely simultaneous. Either may
 have travelled `speed_mps` x (the gap between the fixes) since the older one: "apart" is decided only
 when the distance exceeds the threshold even after that allowance, "together" only when the fixes
-are within `sync_s` of each other and close; otherwise the previous decision stands (until stale).
+are within `sync_s` of each other and close; otherwise the previous decision stands (until stale,
+unless one of the two has fallen silent since: a phone that went dark while away stays "apart").
+
+Checks also run on the clock tick (`separation_tick`), so silence cannot hide a separation.
 """
 
 from __future__ import annotations
@@ -53,18 +56,47 @@ class SeparationConfig:
 
 def evaluate_separation(
     registry: Registry, state: PairState, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]],
-    config: SeparationConfig,
+    config: SeparationConfig, last_seen: NDArray[np.int64] | None = None,
 ) -> Observations:
-    """One check per paired subject whose bracelet or phone reported in this batch (after state.observe)."""
+    """One check per paired subject whose bracelet or phone reported in this batch (after state.observe).
+
+    `last_seen`: per device, the newest fix *or event* (heartbeats included); without it only fixes count.
+    """
     subject, ts = _touched(registry, batch, events)
+    return _score(registry, state, subject, ts, config, last_seen)
+
+
+def separation_tick(
+    registry: Registry, state: PairState, now_ms: int, config: SeparationConfig,
+    last_seen: NDArray[np.int64] | None = None,
+) -> Observations:
+    """The same score at `now_ms` for every paired subject ever located, from the clock.
+
+    Catches what no report would: a phone that went silent while away from the bracelet (the last
+    "apart" stands), and a bracelet resting for hours that only sends heartbeats (no fixes).
+    """
+    subject = np.flatnonzero((state.bracelet_of >= 0) & (state.phone_of >= 0)).astype(np.int32)
+    b, p = state.bracelet_of[subject], state.phone_of[subject]
+    located = (state.pos_ts[b] != NEVER) | (state.pos_ts[p] != NEVER)
+    subject = subject[located]
+    return _score(registry, state, subject, np.full(len(subject), now_ms, np.int64), config, last_seen)
+
+
+def _score(
+    registry: Registry, state: PairState, subject: NDArray[np.int32], ts: NDArray[np.int64],
+    config: SeparationConfig, last_seen: NDArray[np.int64] | None,
+) -> Observations:
+    """The separation check of each subject at its `ts`."""
     b, p = state.bracelet_of[subject], state.phone_of[subject]
     paired = (b >= 0) & (p >= 0)
     subject, ts, b, p = subject[paired], ts[paired], b[paired], p[paired]
     stale_ms = int(config.stale_s * 1000)
     fresh_b, fresh_p = state.fresh(b, ts, stale_ms), state.fresh(p, ts, stale_ms)
 
-    far = _apart(state, subject, b, p, ts, fresh_b & fresh_p, config)
-    still_b = _still_ms(state, b, ts) * fresh_b
+    far = _apart(state, subject, b, p, ts, fresh_b, fresh_p, config)
+    # A bracelet that rests sends heartbeats rather than fixes: alive and unmoved is still "still".
+    alive_b = fresh_b if last_seen is None else fresh_b | (last_seen[b] >= ts - stale_ms)
+    still_b = _still_ms(state, b, ts) * alive_b
     window = int(config.diverge_s * 1000)
     apart = _moving_away(state, p, b, ts, window) | _moving_away(state, b, p, ts, window)
     diverging = fresh_b & fresh_p & apart
@@ -93,9 +125,14 @@ def evaluate_separation(
 
 def _apart(
     state: PairState, subject: NDArray[np.int32], b: NDArray[np.int32], p: NDArray[np.int32],
-    ts: NDArray[np.int64], fresh: NDArray[np.bool_], config: SeparationConfig,
+    ts: NDArray[np.int64], fresh_b: NDArray[np.bool_], fresh_p: NDArray[np.bool_], config: SeparationConfig,
 ) -> NDArray[np.bool_]:
-    """Decide "apart" or "together" where the two latest fixes allow it; the standing decision per subject."""
+    """Decide "apart" or "together" where the two latest fixes allow it; the standing decision per subject.
+
+    An "apart" goes stale after `stale_s` only while both devices keep reporting without a decision:
+    a device that fell silent since has not been seen coming back, so the last word stands.
+    """
+    fresh = fresh_b & fresh_p
     distance = haversine_m(state.lat[b], state.lon[b], state.lat[p], state.lon[p])
     gap_ms = np.abs(state.pos_ts[b] - state.pos_ts[p]) * fresh
     limit = np.fmax(state.acc[b], state.acc[p]) + config.distance_m
@@ -104,7 +141,7 @@ def _apart(
     decided = far | close
     s = subject[decided]
     state.apart[s], state.apart_ts[s], state.apart_m[s] = far[decided], ts[decided], distance[decided]
-    current = state.apart_ts[subject] >= ts - int(config.stale_s * 1000)
+    current = (state.apart_ts[subject] >= ts - int(config.stale_s * 1000)) | ~fresh
     return np.asarray(state.apart[subject] & current)
 
 

@@ -7,10 +7,12 @@ from typing import Any
 import asyncpg
 
 from emwatch.alerts.episodes import EpisodeKey
+from emwatch.alerts.severity import SeverityOverrideRow
 from emwatch.geo.geojson import zone_from_feature, zone_to_feature
 from emwatch.geo.zones import Zone
 from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.permits import PermitRow
+from emwatch.rules.zone_versions import ZoneVersionRow
 
 
 def zone_feature_from_row(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +41,10 @@ async def load_zones(conn: asyncpg.Connection | asyncpg.Pool) -> list[Zone]:
     return [zone_from_feature(zone_feature_from_row(r)) for r in rows]
 
 
-async def load_registry(pool: asyncpg.Pool, h3_resolution: int) -> Registry:
-    """A fresh registry snapshot from the database."""
+async def load_registry(
+    pool: asyncpg.Pool, h3_resolution: int, versions_within_s: float = 86_400
+) -> Registry:
+    """A fresh registry snapshot from the database (with the zone versions superseded lately)."""
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         jurisdictions = [
             JurisdictionRow(r["id"], r["parent_id"])
@@ -64,7 +68,51 @@ async def load_registry(pool: asyncpg.Pool, h3_resolution: int) -> Registry:
             )
         ]
         permits = await load_permits(conn)
-    return Registry.build(jurisdictions, subjects, devices, zones, h3_resolution, bans, permits)
+        severity = await load_severity_overrides(conn)
+        versions = await load_zone_versions(conn, zones, versions_within_s)
+    return Registry.build(
+        jurisdictions, subjects, devices, zones, h3_resolution, bans, permits, severity, versions
+    )
+
+
+async def load_zone_versions(
+    conn: asyncpg.Connection | asyncpg.Pool, zones: list[Zone], within_s: float
+) -> list[ZoneVersionRow]:
+    """Versions of current zones superseded within the last `within_s` seconds, with their validity.
+
+    Only the geometry, kind, radius and schedule are versioned; the rest is the zone's as it is now.
+    """
+    rows = await conn.fetch(
+        "SELECT v.zone_id, v.kind, v.geometry, v.radius_m, v.schedule,"
+        " (extract(epoch FROM v.valid_from) * 1000)::bigint AS from_ms,"
+        " (extract(epoch FROM n.valid_from) * 1000)::bigint AS until_ms"
+        " FROM zone_versions v JOIN LATERAL (SELECT w.valid_from FROM zone_versions w"
+        "  WHERE w.zone_id = v.zone_id AND w.version > v.version ORDER BY w.version LIMIT 1) n ON true"
+        " WHERE n.valid_from > now() - make_interval(secs => $1)",
+        float(within_s),
+    )
+    current = {z.id: z for z in zones}
+    out = []
+    for r in rows:
+        if (zone := current.get(r["zone_id"])) is None:
+            continue
+        feature = zone_to_feature(zone)
+        props = {k: v for k, v in feature["properties"].items() if k not in ("radius_m", "schedule")}
+        props.update(kind=r["kind"], schedule=r["schedule"])
+        if r["radius_m"] is not None:
+            props["radius_m"] = r["radius_m"]
+        feature = {"type": "Feature", "id": zone.id, "geometry": r["geometry"], "properties": props}
+        old = zone_from_feature(feature)
+        out.append(ZoneVersionRow(zone.id, r["from_ms"], r["until_ms"], old))
+    return out
+
+
+async def load_severity_overrides(conn: asyncpg.Connection | asyncpg.Pool) -> list[SeverityOverrideRow]:
+    """Every per-jurisdiction severity override (migration 010)."""
+    rows = await conn.fetch("SELECT jurisdiction_id, rule, risk_level, severity FROM severity_overrides")
+    return [
+        SeverityOverrideRow(r["jurisdiction_id"], r["rule"], r["risk_level"], r["severity"]) for r in rows
+    ]
 
 
 async def load_permits(conn: asyncpg.Connection | asyncpg.Pool) -> list[PermitRow]:
