@@ -7,7 +7,6 @@ import asyncio
 import secrets
 import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from emwatch.broker_auth import issue, render_acl
 from emwatch.embedded import free_port, local_mosquitto
+from tests.security.ca import make_test_ca
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
@@ -29,21 +29,6 @@ class Broker:
     tls_port: int
     ca: Path
     passwords: dict[str, str]
-
-
-def make_test_ca(folder: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for 127.0.0.1 it signed; returns (ca, cert, key)."""
-    ca, ca_key, cert, key, csr = (folder / n for n in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr"))
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    for cmd in (
-        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2", "-subj", "/CN=emwatch test CA"],
-        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "2",
-         "-extfile", folder / "san.ext"],
-    ):
-        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
-    return ca, cert, key
 
 
 @pytest.fixture(scope="module")

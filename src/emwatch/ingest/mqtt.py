@@ -2,32 +2,99 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiomqtt
+
+PLAIN_SCHEMES = {"mqtt": 1883, "tcp": 1883}
+TLS_SCHEMES = {"mqtts": 8883, "ssl": 8883}
+TLS_OPTIONS = ("cafile", "certfile", "keyfile", "verify_hostname")
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+class BrokerConfigError(Exception):
+    """Bad broker TLS configuration found while reading the settings. Deliberately not a ValueError:
+    pydantic would wrap that and echo every setting, the broker password and JWT secret included."""
 
 
 @dataclass(frozen=True, slots=True)
 class BrokerAddress:
-    """Where the broker is and how to log in, parsed from `mqtt://user:pass@host:port`."""
+    """Where the broker is and how to log in, parsed from `mqtt://user:pass@host:port` or
+    `mqtts://user:pass@host:8883?cafile=/ca.pem&certfile=/c.pem&keyfile=/k.pem&verify_hostname=true`.
+
+    As in a libpq DSN, the TLS options travel in the URL so that every client of the broker (ingest,
+    alert and officer publishers) gets the same ones: `cafile` (else the system's trusted CAs),
+    `certfile`/`keyfile` for a client certificate, `verify_hostname` (default true).
+    """
 
     host: str
     port: int
     username: str | None = None
     password: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    verify_hostname: bool = True
 
     @classmethod
     def parse(cls, url: str) -> BrokerAddress:
         parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp"):
-            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port)")
+        if parts.scheme not in PLAIN_SCHEMES and parts.scheme not in TLS_SCHEMES:
+            raise ValueError(f"unsupported MQTT URL scheme {parts.scheme!r} (use mqtt://host:port or mqtts://)")
+        tls = parts.scheme in TLS_SCHEMES
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if unknown := sorted(options.keys() - set(TLS_OPTIONS)):
+            raise ValueError(f"unknown MQTT URL option(s) {unknown} (known: {', '.join(TLS_OPTIONS)})")
+        if options and not tls:
+            raise ValueError(f"TLS options {sorted(options)} need an mqtts:// URL")
+        verify = options.get("verify_hostname", "true").lower()
+        if verify not in _BOOLS:
+            raise ValueError(f"verify_hostname must be true or false, not {verify!r}")
+        if "keyfile" in options and "certfile" not in options:
+            raise ValueError("keyfile without certfile: a client key needs its certificate")
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 1883,
+            port=parts.port or (TLS_SCHEMES | PLAIN_SCHEMES)[parts.scheme],
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            tls=tls,
+            ca_file=options.get("cafile") or None,
+            cert_file=options.get("certfile") or None,
+            key_file=options.get("keyfile") or None,
+            verify_hostname=_BOOLS[verify],
         )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for an mqtts:// address (None for plain MQTT); fails early on bad files."""
+        if not self.tls:
+            return None
+        # Verifies the broker's certificate always (CERT_REQUIRED); only the host name check is optional.
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.verify_hostname
+        if self.cert_file is not None:
+            context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def with_tls_options(
+    url: str, *, ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+    verify_hostname: bool | None = None,
+) -> str:
+    """`url` with these TLS options added to its query (those already in the URL win); checked by parse()."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    given = {"cafile": ca_file, "certfile": cert_file, "keyfile": key_file,
+             "verify_hostname": None if verify_hostname is None else str(verify_hostname).lower()}
+    for key, value in given.items():
+        if value is not None:
+            options.setdefault(key, value)
+    merged = urlunsplit(parts._replace(query=urlencode(options)))
+    BrokerAddress.parse(merged)
+    return merged
 
 
 def subscription_topics(prefix: str) -> list[str]:
@@ -38,7 +105,8 @@ def subscription_topics(prefix: str) -> list[str]:
 def make_client(
     url: str, identifier: str | None, persistent: bool = True, manual_ack: bool = False
 ) -> aiomqtt.Client:
-    """A client for the broker at `url`. MQTT 3.1.1 so it works with Mosquitto and amqtt alike.
+    """A client for the broker at `url` (mqtt:// or mqtts://, see BrokerAddress). MQTT 3.1.1 so it works
+    with Mosquitto and amqtt alike.
 
     `persistent` keeps the session (and QoS 1 messages queued while we are away) at the broker.
     `manual_ack` withholds each QoS 1 PUBACK until `acknowledge()` is called for it.
@@ -51,6 +119,7 @@ def make_client(
         password=address.password,
         identifier=identifier,
         protocol=aiomqtt.ProtocolVersion.V311,
+        tls_context=address.tls_context(),
         clean_session=not persistent,
         keepalive=30,
         # 0 = unbounded: aiomqtt drops (with only a warning) what does not fit a bounded queue, and a
