@@ -9,8 +9,9 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -18,6 +19,21 @@ from emwatch.embedded import services
 from emwatch.settings import Settings
 
 log = logging.getLogger("emwatch")
+T = TypeVar("T")
+
+
+def run_loop(main: Coroutine[Any, Any, T], use_uvloop: bool = True) -> T:
+    """`asyncio.run`, on uvloop when it is installed and wanted (cheaper socket reads and callbacks on
+    the hot MQTT/WebSocket path); the standard loop otherwise, so uvloop stays optional."""
+    if use_uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            log.info("uvloop not installed; running on the standard asyncio loop")
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                return runner.run(main)
+    return asyncio.run(main)
 
 
 def _server(settings: Settings) -> uvicorn.Server:
@@ -34,7 +50,7 @@ def _server(settings: Settings) -> uvicorn.Server:
 def cmd_serve(settings: Settings) -> int:
     with services(settings) as (database_url, mqtt_url):
         configured = settings.model_copy(update={"database_url": database_url, "mqtt_url": mqtt_url})
-        asyncio.run(_server(configured).serve())
+        run_loop(_server(configured).serve(), settings.uvloop)
     return 0
 
 
@@ -112,7 +128,7 @@ def cmd_demo(settings: Settings, subjects: int, speed: float) -> int:
     with services(settings) as (database_url, mqtt_url):
         configured = settings.model_copy(update={"database_url": database_url, "mqtt_url": mqtt_url,
                                                  "bootstrap_admin": bootstrap})
-        asyncio.run(demo(configured))
+        run_loop(demo(configured), settings.uvloop)
     return 0
 
 

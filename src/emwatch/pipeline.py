@@ -1,4 +1,13 @@
-"""The data path in one place: MQTT → decode → micro-batch → rules → episodes → PostgreSQL → feed/MQTT."""
+"""The data path in one place, as stages joined by bounded queues:
+
+    MQTT → decode → micro-batch ─[batches]→ rules → episodes → seq → feed + MQTT alerts
+                                                      ─[write buffer]→ PostgreSQL → PUBACK
+
+Alerts go out from memory the moment they are evaluated; the committer (store/committer.py) makes
+them and their fixes durable in the same seq order, retrying while the database is away, and only then
+acknowledges the fixes to the broker. A full write buffer blocks evaluation, which stops reading from
+the broker: back-pressure, never a drop. Evaluation of batch N+1 overlaps the commit of batch N.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiomqtt
 import asyncpg
@@ -17,23 +24,17 @@ import orjson
 from emwatch import metrics
 from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.feed.hub import AlertFeed
+from emwatch.feed.ledger import AlertLedger
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.mqtt import BrokerAddress, acknowledge, make_client, subscription_topics
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
-from emwatch.store import registry_source
-from emwatch.store.writer import commit_batch, write_alert_events
+from emwatch.store import registry_source, writer
+from emwatch.store.committer import DATABASE_DOWN, Committer, PendingWrite, WriteBuffer, raise_if_cancelling
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-# What a lost or refused connection looks like through asyncpg (a query error is not among them).
-DATABASE_DOWN = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-    asyncpg.InternalClientError, asyncpg.AdminShutdownError,
-)
-A = TypeVar("A")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,7 @@ def debounce_policies(settings: Settings) -> dict[str, Debounce]:
 
 
 class Pipeline:
-    """Owns the stages and the bounded queue between them; `run()` runs until cancelled."""
+    """Owns the stages and the bounded queues between them; `run()` runs until cancelled."""
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool, feed: AlertFeed) -> None:
         self.settings = settings
@@ -94,9 +95,15 @@ class Pipeline:
         self._processing = False
         self.mqtt_connected = False
         self._connection = 0  # bumped on every (re)connect: a PUBACK is only valid on its connection
+        self.writes = WriteBuffer(settings.commit_buffer_max_batches, settings.commit_buffer_max_fixes)
+        self.ledger = AlertLedger((), ())
+        self.committer = Committer(pool, self.writes, self.ledger, self._on_durable,
+                                   settings.commit_batches_per_transaction)
+        feed.on_provisional = self._renumber_later
 
     async def run(self) -> None:
         """Run every stage; a failing stage fails the whole pipeline loudly."""
+        await self._start_feed()
         await self._load()
         listener = await asyncpg.connect(self.settings.database_url)
         await listener.add_listener("emwatch_config", self._on_config_change)
@@ -105,14 +112,41 @@ class Pipeline:
                 tg.create_task(self._consume_forever(), name="mqtt-consume")
                 tg.create_task(self._flush_on_time(), name="batch-timer")
                 tg.create_task(self._tick_forever(), name="rule-timer")
-                tg.create_task(self._process(), name="evaluate-commit-publish")
+                tg.create_task(self._evaluate_forever(), name="evaluate-publish")
+                tg.create_task(self.committer.run(), name="commit-ack")
         finally:
             await listener.close()
+
+    async def _start_feed(self) -> None:
+        """Continue the feed's seqs and the alert ids after what the database holds."""
+        async with self.pool.acquire() as conn:
+            self.feed.start_at(await writer.adopt_provisional(conn))
+            rows = await conn.fetch(
+                "SELECT id, subject_id, rule, zone_id FROM alerts WHERE cleared_at IS NULL"
+            )
+            self.ledger.reserve(await writer.reserve_alert_ids(conn, self.ledger.ids_wanted))
+        self.ledger.open_alerts({(r["subject_id"], r["rule"], r["zone_id"] or ""): r["id"] for r in rows})
 
     # -- configuration ---------------------------------------------------------------------------
 
     def _on_config_change(self, *_: object) -> None:
         self._config_dirty = True
+
+    async def _reload_if_needed(self, batch: IngestBatch | None) -> None:
+        if not self.committer.database_up:
+            return  # evaluate with the registry we have; reload once the database is back
+        engine = self.engine
+        assert engine is not None
+        try:
+            if batch is not None and not self._config_dirty and (unknown := engine.unknown_devices(batch)):
+                # A device registered a moment ago may not have reached us through NOTIFY yet.
+                self._config_dirty = bool(await registry_source.known_device_ids(self.pool, unknown))
+            if self._config_dirty:
+                await self._load()
+        except DATABASE_DOWN as exc:
+            raise_if_cancelling()
+            self._config_dirty = True
+            log.warning("registry reload postponed: database unavailable (%s)", exc)
 
     async def _load(self) -> None:
         # Clear the flag before reading: a NOTIFY that arrives while we read must trigger another load.
@@ -179,10 +213,11 @@ class Pipeline:
             if b.messages and time.monotonic() - b.first_received >= window:
                 await self._flush()
 
-    # -- stage 2: rules → episodes → store → feed ------------------------------------------------
+    # -- stage 2: rules → episodes → seq → feed/MQTT → write buffer -----------------------------
 
-    async def _process(self) -> None:
+    async def _evaluate_forever(self) -> None:
         while True:
+            raise_if_cancelling()
             batch = await self.batches.get()
             self._processing = True
             metrics.QUEUE_DEPTH.set(self.batches.qsize())
@@ -196,69 +231,79 @@ class Pipeline:
                 self._processing = False
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
             self.batches_done += 1
+            # A queue with batches waiting never suspends `get`: yield, or the committer's round trips
+            # (same thread) wait behind a whole backlog of evaluations.
+            await asyncio.sleep(0)
 
     @property
     def idle(self) -> bool:
-        """Nothing received is waiting to be batched, evaluated or committed."""
-        return self._builder.messages == 0 and self.batches.empty() and not self._processing
+        """Nothing received is waiting to be batched, evaluated, committed or acknowledged."""
+        return (self._builder.messages == 0 and self.batches.empty() and not self._processing
+                and len(self.writes) == 0 and not self.committer.busy)
 
     async def process_batch(self, batch: IngestBatch) -> list[AlertEvent]:
-        """Evaluate, commit and publish one batch; returns the committed alert events."""
+        """Evaluate one batch, publish what it raised, queue it for commit; returns the published events."""
         assert self.engine is not None and self.episodes is not None
-        if not self._config_dirty and (unknown := self.engine.unknown_devices(batch)):
-            # A device registered a moment ago may not have reached us through NOTIFY yet.
-            self._config_dirty = bool(await registry_source.known_device_ids(self.pool, unknown))
-        if self._config_dirty:
-            await self._load()
+        await self._reload_if_needed(batch)
         evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
         alerts = self.episodes.update(evaluation.observations)
         alerts += self.episodes.late_episodes(evaluation.late_observations)
-        stored, committed = await self._with_database(lambda conn: commit_batch(conn, evaluation, alerts))
-        # Committed: now, and only now, the broker may forget these messages (ack after durable).
-        if batch.receipts and self._client is not None and batch.connection == self._connection:
-            acknowledge(self._client, batch.receipts)
-        self.feed.publish(committed)
-        await self._publish_alerts_mqtt(committed)
-        _count(evaluation, stored, committed)
-        return committed
+        write = PendingWrite(evaluation, receipts=list(batch.receipts), connection=batch.connection)
+        return await self._publish(alerts, write)
 
     async def _tick_forever(self) -> None:
-        # Through the same queue as batches: timer alerts and fix alerts share one writer and order.
+        # Through the same queue as batches: timer alerts and fix alerts share one seq order.
         while True:
             await asyncio.sleep(self.settings.rules_tick_s)
             await self.batches.put(Tick(int(time.time() * 1000)))
 
     async def process_tick(self, now_ms: int) -> list[AlertEvent]:
-        """Run the timer rules over all devices; commit and publish what they raise."""
+        """Run the timer rules over all devices; publish what they raise and queue it for commit."""
         assert self.engine is not None and self.episodes is not None
-        if self._config_dirty:
-            await self._load()
+        await self._reload_if_needed(None)
         alerts = self.episodes.update(self.engine.tick(now_ms))
-        if not alerts:
-            return []
-        committed = await self._with_database(lambda conn: _in_transaction(conn, write_alert_events, alerts))
-        self.feed.publish(committed)
-        await self._publish_alerts_mqtt(committed)
-        for ev in committed:
-            metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
-        return committed
+        return await self._publish(alerts, PendingWrite()) if alerts else []
 
-    async def _with_database(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run `work` on a connection, retrying with backoff while the database is unreachable.
+    async def _publish(self, alerts: list[AlertEvent], write: PendingWrite) -> list[AlertEvent]:
+        admitted = self.ledger.admit(alerts, await self._late_on_record(alerts))
+        await self.writes.wait_for_room(write.fixes)  # back-pressure: blocks while the buffer is full
+        # No await from here to `put`: seqs enter the write buffer in the order they were given, so the
+        # committed events are always a prefix of the published ones (feed replay relies on it).
+        write.alerts = self.feed.append(admitted)
+        self.writes.put(write)
+        await self._publish_alerts_mqtt(write.alerts)
+        return write.alerts
 
-        Episode state has already moved on, so the same writes are retried, never re-derived.
-        Meanwhile nothing is acknowledged: the bounded queue fills and the broker keeps the backlog.
-        """
-        backoff = 0.2
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    return await work(conn)
-            except DATABASE_DOWN as exc:
-                metrics.COMMIT_RETRIES.inc()
-                log.warning("database unavailable (%s); retrying in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+    async def _late_on_record(self, alerts: list[AlertEvent]) -> set[tuple[str, str, str]]:
+        """Late violations already on record (redelivered fixes) are not alerted twice. Asked only while
+        the database answers: during an outage a late alert goes out (at least once, never lost)."""
+        late = [ev for ev in alerts if ev.late and ev.type == "alert"]
+        if not late or not self.committer.database_up:
+            return set()
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                return await writer.already_alerted(conn, late)
+        except (*DATABASE_DOWN, TimeoutError) as exc:
+            log.warning("late alerts not checked against the record (%s)", exc)
+            return set()
+
+    # -- stage 3: commit (store/committer.py) → PUBACK -------------------------------------------
+
+    def _on_durable(self, writes: list[PendingWrite]) -> None:
+        # Committed: now, and only now, the broker may forget these messages (ack after durable).
+        client = self._client
+        for w in writes:
+            if w.receipts and client is not None and w.connection == self._connection:
+                acknowledge(client, w.receipts)
+            if w.evaluation is not None:
+                _count(w.evaluation, w.stored)
+            for ev in w.alerts:
+                metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
+        self.feed.committed(max(w.last_seq for w in writes))
+
+    def _renumber_later(self, provisional: int, final: AlertEvent) -> None:
+        """A lifecycle event got its feed seq: the renumbering joins the writes in that seq order."""
+        self.writes.put(PendingWrite(renumber=(provisional, final.seq)))
 
     async def _publish_alerts_mqtt(self, events: list[AlertEvent]) -> None:
         client = self._client
@@ -266,23 +311,14 @@ class Pipeline:
             return
         for ev in events:
             topic = f"{self.settings.topic_prefix}/alerts/{ev.jurisdiction_id}/{ev.subject_id}"
-            with contextlib.suppress(aiomqtt.MqttError):  # stored and on the feed already; MQTT is a copy
+            with contextlib.suppress(aiomqtt.MqttError):  # on the feed already, stored soon; MQTT is a copy
                 await client.publish(topic, orjson.dumps(ev.to_message()), qos=1)
 
 
-def _count(evaluation: Evaluation, stored: int, committed: list[AlertEvent]) -> None:
+def _count(evaluation: Evaluation, stored: int) -> None:
     metrics.BATCH_SIZE.observe(len(evaluation.batch))
     metrics.FIXES_STORED.inc(stored)
     metrics.FIXES_LATE.inc(len(evaluation.batch) - int(evaluation.batch.fresh.sum()))
     metrics.DEVICE_EVENTS.inc(len(evaluation.events))
     for d in evaluation.dead:
         metrics.FIXES_INVALID.labels(metrics.dead_letter_reason_label(d.reason)).inc()
-    for ev in committed:
-        metrics.ALERT_EVENTS.labels(ev.rule, ev.type).inc()
-
-
-async def _in_transaction(
-    conn: asyncpg.Connection, work: Callable[[asyncpg.Connection, A], Awaitable[T]], arg: A
-) -> T:
-    async with conn.transaction():
-        return await work(conn, arg)

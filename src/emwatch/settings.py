@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,3 +101,55 @@ class Settings(BaseSettings):
         "mailto:emwatch@localhost", description="VAPID `sub` claim: how a push service reaches the operator."
     )
     notify_poll_s: float = Field(1.0, gt=0, description="How often the sender looks for due notifications.")
+    # -- officer notifications, part 2 (issue 7: destination guard against SSRF) --
+    notify_allow_http: bool = Field(
+        False, description="Let push endpoints and webhooks be plain http:// (tests' loopback servers)."
+    )
+    notify_allowed_networks: list[IPvAnyNetwork] = Field(
+        [], description="Private/loopback networks (CIDR) push endpoints and webhooks may reach anyway."
+    )
+    # -- MQTT over TLS (issue 8): folded into mqtt_url's query, where every broker client reads them --
+    mqtt_tls_ca_file: Path | None = Field(
+        None, description="CA certificate(s) that signed the broker's (mqtts:// URL). Unset: system CAs."
+    )
+    mqtt_tls_cert_file: Path | None = Field(
+        None, description="Client certificate, if the broker asks for one..."
+    )
+    mqtt_tls_key_file: Path | None = Field(None, description="...and its private key (PEM).")
+    mqtt_tls_verify_hostname: bool = Field(
+        True, description="Check the broker certificate names the URL's host (the chain is always verified)."
+    )
+    # -- commit stage (issue 8, database outage): write buffer between evaluation and PostgreSQL --
+    commit_buffer_max_batches: int = Field(
+        64, ge=1, description="Evaluated batches awaiting commit before evaluation blocks (back-pressure)..."
+    )
+    commit_buffer_max_fixes: int = Field(
+        200_000, ge=1, description="...or fixes awaiting commit, whichever bound is reached first."
+    )
+    uvloop: bool = Field(True, description="Run `serve` and `demo` on uvloop when it is installed.")
+    commit_batches_per_transaction: int = Field(
+        16, ge=1, description="Buffered batches one commit may write together when the database lags."
+    )
+
+    @model_validator(mode="after")
+    def _fold_mqtt_tls(self) -> Settings:
+        """Put the mqtt_tls_* settings into mqtt_url (options in the URL itself win) and load the TLS
+        files now: a wrong path stops the service at start, not its MQTT consumer later."""
+        files = (self.mqtt_tls_ca_file, self.mqtt_tls_cert_file, self.mqtt_tls_key_file)
+        folded = any(f is not None for f in files) or not self.mqtt_tls_verify_hostname
+        if not folded and not (self.mqtt_url or "").startswith(("mqtts:", "ssl:")):
+            return self
+        from emwatch.ingest.mqtt import BrokerAddress, BrokerConfigError, with_tls_options
+
+        if self.mqtt_url is None:
+            raise BrokerConfigError("EMWATCH_MQTT_TLS_* settings need EMWATCH_MQTT_URL=mqtts://host:port")
+        try:
+            if folded:
+                ca, cert, key = (None if f is None else str(f) for f in files)
+                verify = None if self.mqtt_tls_verify_hostname else False
+                self.mqtt_url = with_tls_options(self.mqtt_url, ca_file=ca, cert_file=cert, key_file=key,
+                                                 verify_hostname=verify)
+            BrokerAddress.parse(self.mqtt_url).tls_context()
+        except (ValueError, OSError) as exc:  # ssl.SSLError is an OSError
+            raise BrokerConfigError(f"MQTT TLS settings: {exc}") from None
+        return self

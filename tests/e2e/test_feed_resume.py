@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 import websockets
 
 from tests.e2e.conftest import INSIDE, OUTSIDE, Service, feed, now_ms
@@ -19,7 +22,7 @@ async def test_resume_replays_exactly_the_missed_events_then_goes_live(service: 
     await service.drain()
 
     async with feed(service, None, since=seen["seq"]) as client:
-        replayed = []
+        replayed: list[dict[str, Any]] = []
         while len([m for m in replayed if m["subject_id"] == subject]) < 3:
             replayed.append(await client.next())
         mine = [m for m in replayed if m["subject_id"] == subject]
@@ -44,3 +47,45 @@ async def test_bad_since_is_refused(service: Service) -> None:
             assert closed.rcvd is not None and closed.rcvd.code == 1008
         else:
             raise AssertionError("server kept the connection open")
+
+
+async def test_resume_replays_alerts_published_but_not_yet_committed(service: Service) -> None:
+    subject, device = await service.add_subject()
+    await service.publish_fix(device, *INSIDE)
+    await service.drain()
+    blocker = await asyncpg.connect(service.pipeline.settings.database_url)
+    try:
+        async with feed(service, subject) as live:
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("LOCK TABLE fixes IN ACCESS EXCLUSIVE MODE")  # the commit must wait
+            ts = await service.publish_fix(device, *OUTSIDE)
+            alert = await live.next()  # published from memory
+            assert await blocker.fetchval("SELECT count(*) FROM alert_events WHERE seq = $1", alert["seq"]) == 0
+            async with feed(service, subject, since=alert["seq"] - 1) as resumed:
+                assert await resumed.next() == alert  # from the pending buffer
+                await resumed.expect_silence()
+            await lock.rollback()
+        await service.drain()
+        async with feed(service, subject, since=alert["seq"] - 1) as resumed:
+            assert (await resumed.next())["seq"] == alert["seq"]  # from the database now, once
+            await resumed.expect_silence()
+        assert alert["ts"] == ts
+    finally:
+        await blocker.close()
+
+
+async def test_acknowledgement_takes_the_next_feed_seq_and_is_stored_under_it(service: Service) -> None:
+    subject, device = await service.add_subject()
+    await service.publish_fix(device, *INSIDE)
+    async with feed(service, subject) as live:
+        await service.publish_fix(device, *OUTSIDE)
+        alert = await live.next()
+        await service.drain()
+        r = await service.http.post(f"/api/alerts/{alert['id']}/ack")
+        assert r.status_code == 200, r.text
+        ack = await live.next()
+        assert ack == r.json() and ack["type"] == "acknowledged" and ack["seq"] > alert["seq"]
+    await service.drain()
+    async with feed(service, subject, since=alert["seq"] - 1) as resumed:
+        assert [(await resumed.next())["seq"] for _ in range(2)] == [alert["seq"], ack["seq"]]

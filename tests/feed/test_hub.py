@@ -36,3 +36,24 @@ async def test_slow_subscriber_is_cut_off_not_skipped() -> None:
         with pytest.raises(SubscriberOverflow):
             while True:
                 await sub.next_events()
+
+
+async def test_appended_events_get_the_next_seqs_go_out_at_once_and_stay_pending_until_committed() -> None:
+    hub = AlertFeed(last_seq=7)
+    with hub.subscribe() as sub:
+        sent = hub.append([event(0), event(0)])
+        assert [e.seq for e in sent] == [8, 9]
+        assert [e.seq for e in await sub.next_events()] == [8, 9]
+    assert [e.seq for e in hub.pending()] == [8, 9]
+    hub.committed(8)
+    assert [e.seq for e in hub.pending()] == [9]
+
+
+async def test_provisional_lifecycle_event_gets_the_next_seq_and_is_handed_on_for_renumbering() -> None:
+    hub = AlertFeed(last_seq=3)
+    renumbered: list[tuple[int, int]] = []
+    hub.on_provisional = lambda provisional, final: renumbered.append((provisional, final.seq))
+    with hub.subscribe() as sub:
+        [sent] = hub.publish([event(-2)])
+        assert [e.seq for e in await sub.next_events()] == [4] == [sent.seq]
+    assert renumbered == [(-2, 4)]

@@ -56,10 +56,10 @@ async def _act(svc: Services, user: Principal, alert_id: int, action: str,
     else:
         assert category is not None and note is not None
         event = await lifecycle.resolve(svc.pool, alert_id, user.username, category, note, now)
+    if event:  # the event's feed seq is given on publishing (store/lifecycle.py)
+        event = svc.feed.publish([AlertEvent.from_message(event)])[0].to_message()
     await audit(svc, user, f"alert.{action}", "alert", alert_id, outcome="ok" if event else "failed",
                 category=category, note=note, seq=event.get("seq"))
-    if event:
-        svc.feed.publish([AlertEvent.from_message(event)])
     return event
 
 

@@ -19,12 +19,15 @@ from emwatch.api import (
     auth_routes,
     errors,
     feed_ws,
+    notify_routes,
     openapi,
+    order_routes,
     page,
     permit_routes,
     push_routes,
     registry_routes,
     security,
+    severity_routes,
     totp,
 )
 from emwatch.api.background import bootstrap_admin, escalation_loop
@@ -73,7 +76,10 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(registry_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(permit_routes.router)
+    app.include_router(order_routes.router)
+    app.include_router(severity_routes.router)
     app.include_router(push_routes.router)
+    app.include_router(notify_routes.router)
     app.include_router(feed_ws.router)
     app.include_router(auth_routes.router)
     app.include_router(totp.router)

@@ -47,7 +47,7 @@ async def escalate_once(svc: Services) -> list[AlertEvent]:
     messages = await lifecycle.escalate_due(svc.pool, now, escalation_policy(svc.settings.escalate_after_min))
     events = [AlertEvent.from_message(m) for m in messages]
     if events:
-        svc.feed.publish(events)
+        events = svc.feed.publish(events)  # with their feed seqs (store/lifecycle.py)
         log.info("escalated %d unacknowledged alert(s)", len(events))
     return events
 

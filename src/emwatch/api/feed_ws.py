@@ -1,4 +1,9 @@
-"""WebSocket `/ws/alerts`: replay from PostgreSQL after `?since=`, then live, with no gap and no duplicate.
+"""WebSocket `/ws/alerts`: replay after `?since=`, then live, with no gap and no duplicate.
+
+Alerts go out before they are committed (pipeline.py), so a replay reads PostgreSQL and then the
+events published but not yet committed (`AlertFeed.pending`). Committed events are always a prefix of
+the published ones, so "the database, then the pending snapshot taken when we subscribed, then live"
+covers every seq once; the running `last` drops what two of the three sources both hold.
 
 The client authenticates with `Sec-WebSocket-Protocol: bearer, <access token>` (browsers cannot set
 headers; a URL would leak the token into logs); only events of subjects in the user's scope are sent.
@@ -19,6 +24,7 @@ from emwatch.api.deps import Services
 from emwatch.api.tokens import InvalidToken
 from emwatch.feed.hub import SubscriberOverflow
 from emwatch.store import repo, users
+from emwatch.store.committer import DATABASE_DOWN
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -45,8 +51,10 @@ async def alert_feed(websocket: WebSocket) -> None:
         return
     await audit(svc, user, "feed.connect", None, None, since=raw_since)
     metrics.FEED_SUBSCRIBERS.inc()
-    # Subscribe before reading history: whatever commits meanwhile is buffered, then de-duplicated by seq.
+    # Subscribe before reading history: whatever is published meanwhile is buffered, then de-duplicated
+    # by seq; what was published before (committed or not) is in the database or in `pending`.
     with svc.feed.subscribe() as sub:
+        pending = svc.feed.pending()
         try:
             last = int(raw_since) if raw_since is not None else svc.feed.last_seq
             if raw_since is not None:
@@ -57,6 +65,11 @@ async def alert_feed(websocket: WebSocket) -> None:
                     last = page[-1]["seq"]
                     if len(page) < REPLAY_PAGE:
                         break
+                for event in pending:
+                    if event.seq > last:
+                        if user.scope.sees(event.subject_id, event.jurisdiction_id):
+                            await websocket.send_text(orjson.dumps(event.to_message()).decode())
+                        last = event.seq
             closed = asyncio.create_task(_until_disconnect(websocket))
             expired = asyncio.create_task(asyncio.sleep(max(0.0, user.token_expires - svc.clock())))
             scope_at = svc.clock()
@@ -89,8 +102,13 @@ async def alert_feed(websocket: WebSocket) -> None:
 
 
 async def _refreshed(svc: Services, user: Principal) -> Principal:
-    """The same user with a freshly computed scope (caseloads change while a client stays connected)."""
-    scope = await users.scope_of(svc.pool, user.role, user.username, user.jurisdiction_id)
+    """The same user with a freshly computed scope (caseloads change while a client stays connected);
+    while the database is away the scope stays as it was: alerts keep flowing during an outage."""
+    try:
+        scope = await users.scope_of(svc.pool, user.role, user.username, user.jurisdiction_id)
+    except DATABASE_DOWN as exc:
+        log.warning("feed scope not refreshed: database unavailable (%s)", exc)
+        return user
     return dataclasses.replace(user, scope=scope)
 
 

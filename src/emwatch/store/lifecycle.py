@@ -1,7 +1,11 @@
 """The operator's side of an alert: acknowledge, resolve, escalate; and the evidence behind an alert.
 
-Every lifecycle change appends an alert_event under the same seq lock the pipeline uses, so it reaches
-feed clients (and their `?since=` replay) in order with the episode events.
+Every lifecycle change appends its alert_event in the same transaction as the change, under a
+*provisional* seq (negative, unique, outside the feed). The feed's seqs are allocated in memory by
+the one running service (feed/hub.py: single writer): when the caller publishes the event, the hub
+gives it the next seq at once and the pipeline's committer renumbers the row in seq order. So the
+change and its event are atomic, a failed transaction burns no feed seq, and the feed stays gap-free
+and ordered; a provisional row left by a crash is numbered when the pipeline starts next.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from typing import Any
 
 import asyncpg
 
-from emwatch.store.repo import NotFound, alert_events_since
+from emwatch.store import outbox
+from emwatch.store.repo import NotFound
 from emwatch.store.writer import ALERT_SEQ_LOCK
 
 CATEGORIES = ("true_violation", "false_alarm", "technical_fault")
 
 
 async def _append_event(conn: asyncpg.Connection, alert_id: int, type_: str, at: datetime, actor: str) -> int:
-    seq = int(await conn.fetchval("SELECT coalesce(max(seq), 0) + 1 FROM alert_events"))
+    # Provisional seq, below every other; callers hold ALERT_SEQ_LOCK, so two never pick the same one.
+    seq = int(await conn.fetchval("SELECT least(coalesce(min(seq), 0), 0) - 1 FROM alert_events"))
     await conn.execute(
         "INSERT INTO alert_events (seq, alert_id, type, ts, actor) VALUES ($1, $2, $3, $4, $5)",
         seq, alert_id, type_, at, actor,
@@ -26,8 +32,23 @@ async def _append_event(conn: asyncpg.Connection, alert_id: int, type_: str, at:
     return seq
 
 
-async def _events(pool: asyncpg.Pool, first_seq: int, count: int) -> list[dict[str, Any]]:
-    return await alert_events_since(pool, first_seq - 1, limit=count) if count else []
+async def _events(pool: asyncpg.Pool, seqs: list[int]) -> list[dict[str, Any]]:
+    """Feed messages of these (provisional) seqs, in the order given."""
+    if not seqs:
+        return []
+    rows = await pool.fetch(
+        "SELECT e.seq, e.alert_id AS id, e.type, a.rule, a.subject_id, s.jurisdiction_id, a.device_id,"
+        " a.zone_id, (extract(epoch FROM e.ts) * 1000)::bigint AS ts, e.lat, e.lon, a.severity, a.confidence,"
+        " a.late, a.data"
+        " FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN subjects s ON s.id = a.subject_id"
+        " WHERE e.seq = ANY($1::bigint[])",
+        seqs,
+    )
+    by_seq = {r["seq"]: dict(r) for r in rows}
+    for message in by_seq.values():
+        if message["data"] is None:  # like the live feed: `data` only when a rule attached evidence
+            del message["data"]
+    return [by_seq[s] for s in seqs if s in by_seq]
 
 
 async def acknowledge(pool: asyncpg.Pool, alert_id: int, actor: str, now: datetime) -> dict[str, Any]:
@@ -43,7 +64,8 @@ async def acknowledge(pool: asyncpg.Pool, alert_id: int, actor: str, now: dateti
             await _must_exist(conn, alert_id)
             return {}
         seq = await _append_event(conn, alert_id, "acknowledged", now, actor)
-    return (await _events(pool, seq, 1))[0]
+        await outbox.acknowledge(conn, alert_id, now)  # no more pushes or escalations for it
+    return (await _events(pool, [seq]))[0]
 
 
 async def resolve(
@@ -67,7 +89,8 @@ async def resolve(
             await _must_exist(conn, alert_id)
             return {}
         seq = await _append_event(conn, alert_id, "resolved", now, actor)
-    return (await _events(pool, seq, 1))[0]
+        await outbox.acknowledge(conn, alert_id, now)  # resolving acknowledges too (see above)
+    return (await _events(pool, [seq]))[0]
 
 
 async def _must_exist(conn: asyncpg.Connection, alert_id: int) -> None:
@@ -92,7 +115,7 @@ async def escalate_due(
             " FROM alerts a JOIN subjects s ON s.id = a.subject_id WHERE a.lifecycle = 'open'"
             " ORDER BY a.id FOR UPDATE OF a"
         )
-        first_seq, count = 0, 0
+        seqs: list[int] = []
         for r in rows:
             wait = after.get(r["severity"])
             if wait is None or wait <= timedelta(0):
@@ -105,9 +128,8 @@ async def escalate_due(
                 "UPDATE alerts SET escalation_level = $2, escalated_to = $3, escalated_at = $4 WHERE id = $1",
                 r["id"], due_level, chain[due_level - 1], now,
             )
-            seq = await _append_event(conn, r["id"], "escalated", now, "system")
-            first_seq, count = first_seq or seq, count + 1
-    return await _events(pool, first_seq, count)
+            seqs.append(await _append_event(conn, r["id"], "escalated", now, "system"))
+    return await _events(pool, seqs)
 
 
 def _ancestors(jurisdiction_id: str, parents: dict[str, str | None]) -> list[str]:

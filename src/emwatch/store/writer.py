@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -46,31 +48,117 @@ async def commit_batch(
     """Write everything of one batch in one transaction; returns (fixes newly stored, alerts with seq/id)."""
     async with conn.transaction():
         stored = await _write_fixes(conn, evaluation)
-        if evaluation.events:
-            await conn.executemany(
-                "INSERT INTO device_events (device_id, ts, type, payload) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT DO NOTHING",
-                [(d, ms_to_datetime(e.ts), e.type, orjson.loads(raw)) for d, e, raw in evaluation.events],
-            )
+        await write_device_events(conn, [evaluation])
         await write_dead_letters(conn, evaluation.dead)
         committed = await write_alert_events(conn, alerts) if alerts else []
     return stored, committed
 
 
 async def _write_fixes(conn: asyncpg.Connection, evaluation: Evaluation) -> int:
+    return await write_fixes(conn, [evaluation])
+
+
+def _fix_records(evaluation: Evaluation) -> Iterator[tuple[object, ...]]:
     batch = evaluation.batch
-    if len(batch) == 0:
-        return 0
     f = batch.fixes
-    records = zip(
+    return zip(
         f.device_ids, f.ts.tolist(), f.lat.tolist(), f.lon.tolist(), f.acc.tolist(), f.src.tolist(),
         f.batt.tolist(), f.seq.tolist(), batch.cell.astype("int64").tolist(), batch.suspect.tolist(),
         strict=True,
     )
+
+
+async def write_fixes(conn: asyncpg.Connection, evaluations: Sequence[Evaluation]) -> int:
+    """The fixes of several batches: one COPY and one merge (call once per transaction: the staging
+    table empties at COMMIT); returns how many were new (a redelivered fix is not)."""
+    if not any(len(e.batch) for e in evaluations):
+        return 0
     await conn.execute(_STAGING)
+    records = itertools.chain.from_iterable(_fix_records(e) for e in evaluations if len(e.batch))
     await conn.copy_records_to_table("fixes_in_v2", records=records)
     status = await conn.execute(_MERGE)
     return int(status.rsplit(" ", 1)[-1])
+
+
+async def write_device_events(conn: asyncpg.Connection, evaluations: Sequence[Evaluation]) -> None:
+    """Tamper, battery and other device events of some batches (a redelivered one is stored once)."""
+    rows = [(d, ms_to_datetime(e.ts), e.type, orjson.loads(raw))
+            for evaluation in evaluations for d, e, raw in evaluation.events]
+    if rows:
+        await conn.executemany(
+            "INSERT INTO device_events (device_id, ts, type, payload) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )
+
+
+async def write_sequenced_alerts(conn: asyncpg.Connection, events: list[AlertEvent]) -> None:
+    """Store events whose seq and alert id were assigned in memory (feed/ledger.py, feed/hub.py).
+
+    Idempotent, so a commit retried after a lost COMMIT reply neither fails nor doubles anything;
+    runs inside the caller's transaction, with the notification outbox of each event. A handful of
+    statements whatever the number of events: each round trip waits behind rule evaluation.
+    """
+    if not events:
+        return
+    at = [ms_to_datetime(ev.ts) for ev in events]
+    cleared_at = {ev.alert_id: t for ev, t in zip(events, at, strict=True) if ev.type == "cleared"}
+    # One commit may clear an episode and open the next one of the same subject, rule and zone (several
+    # batches per transaction, a backlog after an outage): clear first, and insert an episode cleared
+    # in this same commit as cleared, or the open-episode index (alerts_one_open_episode) refuses it.
+    if cleared_at:
+        await conn.executemany(
+            "UPDATE alerts SET status = 'cleared', cleared_at = $2 WHERE id = $1 AND cleared_at IS NULL",
+            list(cleared_at.items()),
+        )
+    opened = [(ev.alert_id, ev.rule, ev.subject_id, ev.device_id, ev.zone_id, ev.severity, t, ev.lat,
+               ev.lon, ev.confidence, ev.late, ev.data, cleared_at.get(ev.alert_id))
+              for ev, t in zip(events, at, strict=True) if ev.type == "alert"]
+    if opened:
+        await conn.executemany(
+            "INSERT INTO alerts (id, rule, subject_id, device_id, zone_id, severity, opened_at, lat, lon,"
+            " confidence, late, data, cleared_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " $11, $12, $13, CASE WHEN $13::timestamptz IS NULL THEN 'open' ELSE 'cleared' END)"
+            " ON CONFLICT (id) DO NOTHING",
+            opened,
+        )
+    if confirmed := [(ev.alert_id,) for ev in events if ev.type == "confirmed"]:
+        await conn.executemany("UPDATE alerts SET confidence = 'confirmed' WHERE id = $1", confirmed)
+    columns = ([ev.seq for ev in events], [ev.alert_id for ev in events], [ev.type for ev in events], at,
+               [ev.lat for ev in events], [ev.lon for ev in events])
+    status = await conn.execute(
+        "INSERT INTO alert_events (seq, alert_id, type, ts, lat, lon)"
+        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::float8[],"
+        " $6::float8[]) ON CONFLICT (seq) DO NOTHING",
+        *columns,
+    )
+    if int(status.rsplit(" ", 1)[-1]) < len(events) and await conn.fetchval(
+        "SELECT count(*) FROM alert_events e JOIN unnest($1::bigint[], $2::bigint[], $3::text[])"
+        " AS x (seq, alert_id, type) ON e.seq = x.seq WHERE e.alert_id <> x.alert_id OR e.type <> x.type",
+        *columns[:3],
+    ):  # not a retry of our own commit: someone else wrote these seqs
+        raise RuntimeError("alert seqs taken by another writer: one pipeline per database")
+    for ev, t in zip(events, at, strict=True):
+        await outbox.enqueue(conn, ev, ev.seq, ev.alert_id, t)  # same transaction: no alert without notices
+
+
+async def renumber_event(conn: asyncpg.Connection, provisional: int, final: int) -> None:
+    """Give a lifecycle event its final feed seq (idempotent: a retried renumber finds nothing to do)."""
+    await renumber_events(conn, [(provisional, final)])
+
+
+async def renumber_events(conn: asyncpg.Connection, pairs: list[tuple[int, int]]) -> None:
+    """`renumber_event` for several (provisional, final) pairs."""
+    if pairs:
+        await conn.executemany("UPDATE alert_events SET seq = $2 WHERE seq = $1", pairs)
+
+
+async def reserve_alert_ids(conn: asyncpg.Connection, count: int) -> list[int]:
+    """Take `count` ids from the alerts.id sequence for the in-memory ledger."""
+    rows = await conn.fetch(
+        "SELECT nextval(pg_get_serial_sequence('alerts', 'id')) AS id FROM generate_series(1, $1)", count
+    )
+    return [int(r["id"]) for r in rows]
 
 
 async def write_dead_letters(conn: asyncpg.Connection, dead: list[DeadLetter]) -> None:
@@ -83,7 +171,9 @@ async def write_dead_letters(conn: asyncpg.Connection, dead: list[DeadLetter]) -
 
 
 async def write_alert_events(conn: asyncpg.Connection, events: list[AlertEvent]) -> list[AlertEvent]:
-    """Open/clear episodes and append their history; must run inside a transaction."""
+    """Open/clear episodes and append their history, seqs taken from the database; must run inside a
+    transaction. For tools and tests without a running pipeline: the pipeline assigns seqs in memory
+    and uses `write_sequenced_alerts`."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", ALERT_SEQ_LOCK)
     seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events")
     out: list[AlertEvent] = []
@@ -144,3 +234,23 @@ async def _already_alerted(conn: asyncpg.Connection, ev: AlertEvent) -> bool:
         " AND (cleared_at IS NULL OR cleared_at >= $4))",
         ev.subject_id, ev.rule, ev.zone_id, ms_to_datetime(ev.ts),
     ))
+
+
+async def already_alerted(conn: asyncpg.Connection, events: list[AlertEvent]) -> set[tuple[str, str, str]]:
+    """Episode keys of late `alert` events that fall inside an episode already on record."""
+    return {
+        (ev.subject_id, ev.rule, ev.zone_id or "") for ev in events
+        if ev.type == "alert" and ev.late and await _already_alerted(conn, ev)
+    }
+
+
+async def adopt_provisional(conn: asyncpg.Connection) -> int:
+    """Number the lifecycle events a crash left with a provisional seq, after every stored seq, in the
+    order they were made; returns the highest seq stored. Run before the feed's allocator starts."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", ALERT_SEQ_LOCK)
+        top = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM alert_events"))
+        for row in await conn.fetch("SELECT seq FROM alert_events WHERE seq < 0 ORDER BY seq DESC"):
+            top += 1
+            await renumber_event(conn, row["seq"], top)
+    return top
