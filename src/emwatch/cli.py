@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import uvicorn
 
+from emwatch.api.health import ServiceHealth
 from emwatch.embedded import services
 from emwatch.settings import Settings
 
@@ -36,22 +37,28 @@ def run_loop(main: Coroutine[Any, Any, T], use_uvloop: bool = True) -> T:
     return asyncio.run(main)
 
 
-def _server(settings: Settings) -> uvicorn.Server:
+def _server(settings: Settings) -> tuple[uvicorn.Server, ServiceHealth]:
     from emwatch.api.app import create_app
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=settings.http_host, port=settings.http_port,
+        app, host=settings.http_host, port=settings.http_port,
         log_level=settings.log_level.lower(), ws="websockets-sansio", timeout_graceful_shutdown=5,
         lifespan="on",
     )
-    return uvicorn.Server(config)
+    server = uvicorn.Server(config)
+    health: ServiceHealth = app.state.health
+    # A fatal failure (the pipeline died) stops the server; cmd_serve then exits non-zero.
+    health.on_shutdown_request(lambda: setattr(server, "should_exit", True))
+    return server, health
 
 
 def cmd_serve(settings: Settings) -> int:
     with services(settings) as (database_url, mqtt_url):
         configured = settings.model_copy(update={"database_url": database_url, "mqtt_url": mqtt_url})
-        run_loop(_server(configured).serve(), settings.uvloop)
-    return 0
+        server, health = _server(configured)
+        run_loop(server.serve(), settings.uvloop)
+    return health.exit_code
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -99,7 +106,7 @@ def cmd_demo(settings: Settings, subjects: int, speed: float) -> int:
     from emwatch.api.demo_users import create_demo_users
 
     async def demo(configured: Settings) -> None:
-        server = _server(configured)
+        server, _ = _server(configured)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             if serving.done():

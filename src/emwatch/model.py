@@ -99,7 +99,7 @@ class Observations:
         )
 
 
-AlertEventType = Literal["alert", "confirmed", "cleared", "acknowledged"]
+AlertEventType = Literal["alert", "confirmed", "cleared", "acknowledged", "revised"]
 
 
 @dataclass(frozen=True, slots=True)

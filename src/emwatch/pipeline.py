@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiomqtt
@@ -23,8 +24,9 @@ import orjson
 
 from emwatch import metrics
 from emwatch.alerts.episodes import Debounce, EpisodeBook
+from emwatch.alerts.timeline import Revision
 from emwatch.feed.hub import AlertFeed
-from emwatch.feed.ledger import AlertLedger
+from emwatch.feed.ledger import AlertLedger, EpisodeKey
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.mqtt import BrokerAddress, acknowledge, make_client, subscription_topics
@@ -33,6 +35,7 @@ from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
 from emwatch.store import registry_source, writer
 from emwatch.store.committer import DATABASE_DOWN, Committer, PendingWrite, WriteBuffer, raise_if_cancelling
+from emwatch.store.listener import ChannelListener
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ def rule_config(settings: Settings) -> RuleConfig:
     return RuleConfig(
         h3_resolution=settings.h3_resolution, max_speed_kmh=settings.max_speed_kmh,
         silence_limit_s=tuple(settings.silence_limit_s.items()),
+        reorder_horizon_s=settings.reorder_horizon_s,
     )
 
 
@@ -94,28 +98,32 @@ class Pipeline:
         self.messages_received = 0
         self._processing = False
         self.mqtt_connected = False
+        # Registry changes arrive by NOTIFY; the listener reconnects after a database restart.
+        self.config_listener = ChannelListener(settings.database_url or "", "emwatch_config",
+                                               self._on_config_change)
         self._connection = 0  # bumped on every (re)connect: a PUBACK is only valid on its connection
         self.writes = WriteBuffer(settings.commit_buffer_max_batches, settings.commit_buffer_max_fixes)
-        self.ledger = AlertLedger((), ())
+        self.ledger = AlertLedger((), (), horizon_ms=int(settings.reorder_horizon_s * 1000))
         self.committer = Committer(pool, self.writes, self.ledger, self._on_durable,
                                    settings.commit_batches_per_transaction)
         feed.on_provisional = self._renumber_later
 
     async def run(self) -> None:
-        """Run every stage; a failing stage fails the whole pipeline loudly."""
-        await self._start_feed()
-        await self._load()
-        listener = await asyncpg.connect(self.settings.database_url)
-        await listener.add_listener("emwatch_config", self._on_config_change)
+        """Run every stage; a failing stage fails the whole pipeline loudly. However it ends, it no
+        longer claims a broker connection (the health check reads it)."""
         try:
+            await self._start_feed()
+            await self._load()
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.config_listener.run(), name="config-listener")
                 tg.create_task(self._consume_forever(), name="mqtt-consume")
                 tg.create_task(self._flush_on_time(), name="batch-timer")
                 tg.create_task(self._tick_forever(), name="rule-timer")
                 tg.create_task(self._evaluate_forever(), name="evaluate-publish")
                 tg.create_task(self.committer.run(), name="commit-ack")
         finally:
-            await listener.close()
+            # Cancellation skips the MQTT stage's own `except`: clear its state here.
+            self._client, self.mqtt_connected = None, False
 
     async def _start_feed(self) -> None:
         """Continue the feed's seqs and the alert ids after what the database holds."""
@@ -156,7 +164,8 @@ class Pipeline:
             self.engine = RuleEngine(registry, rule_config(self.settings))
             self.engine.seed(await registry_source.load_device_positions(self.pool))
             open_keys = await registry_source.load_open_episodes(self.pool)
-            self.episodes = EpisodeBook(registry, open_keys, debounce_policies(self.settings))
+            self.episodes = EpisodeBook(registry, open_keys, debounce_policies(self.settings),
+                                        horizon_ms=int(self.settings.reorder_horizon_s * 1000))
         else:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
@@ -248,8 +257,10 @@ class Pipeline:
         evaluation = self.engine.evaluate(batch, self.episodes.open_pairs())
         alerts = self.episodes.update(evaluation.observations)
         alerts += self.episodes.late_episodes(evaluation.late_observations)
+        # Late fixes may also move the bounds of alerts already raised: `revised` events, after the alerts.
+        revisions = [((k.subject_id, k.rule, k.zone_id), r) for k, r in self.episodes.take_revisions()]
         write = PendingWrite(evaluation, receipts=list(batch.receipts), connection=batch.connection)
-        return await self._publish(alerts, write)
+        return await self._publish(alerts, write, revisions)
 
     async def _tick_forever(self) -> None:
         # Through the same queue as batches: timer alerts and fix alerts share one seq order.
@@ -264,8 +275,12 @@ class Pipeline:
         alerts = self.episodes.update(self.engine.tick(now_ms))
         return await self._publish(alerts, PendingWrite()) if alerts else []
 
-    async def _publish(self, alerts: list[AlertEvent], write: PendingWrite) -> list[AlertEvent]:
+    async def _publish(
+        self, alerts: list[AlertEvent], write: PendingWrite,
+        revisions: Sequence[tuple[EpisodeKey, Revision]] = (),
+    ) -> list[AlertEvent]:
         admitted = self.ledger.admit(alerts, await self._late_on_record(alerts))
+        admitted += self.ledger.revise(revisions)
         await self.writes.wait_for_room(write.fixes)  # back-pressure: blocks while the buffer is full
         # No await from here to `put`: seqs enter the write buffer in the order they were given, so the
         # committed events are always a prefix of the published ones (feed replay relies on it).

@@ -130,6 +130,15 @@ class Settings(BaseSettings):
     commit_batches_per_transaction: int = Field(
         16, ge=1, description="Buffered batches one commit may write together when the database lags."
     )
+    # -- service health (robustness: waiting for the database at start) --
+    database_wait_max_s: float = Field(
+        300.0, ge=0, description="At start, wait this long for PostgreSQL (retried, with backoff); 0: forever"
+    )
+    # Late fixes: the reorder horizon (docs/rules.md), for the rule engine, the episode book and the ledger.
+    reorder_horizon_s: float = Field(
+        300.0, gt=0, le=86_400,
+        description="Late fixes this far behind their device's newest are replayed in event-time order.",
+    )
 
     @model_validator(mode="after")
     def _fold_mqtt_tls(self) -> Settings:

@@ -32,12 +32,13 @@ from emwatch.api import (
 )
 from emwatch.api.background import bootstrap_admin, escalation_loop
 from emwatch.api.deps import Services
+from emwatch.api.health import ServiceHealth
 from emwatch.api.tokens import TokenIssuer
 from emwatch.feed.hub import AlertFeed
 from emwatch.notify.service import running_notifier
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
-from emwatch.store.db import connect_pool, migrate
+from emwatch.store.db import connect_pool, migrate, wait_for_database
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
         raise ValueError("create_app needs database_url and mqtt_url (embedded servers start in the CLI)")
     database_url = settings.database_url
 
+    health = ServiceHealth()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # PostgreSQL may still be starting (or restarting): wait for it rather than exit at once.
+        await wait_for_database(database_url, settings.database_wait_max_s)
         await migrate(database_url)
         async with connect_pool(database_url) as pool, running_notifier(settings, pool, clock) as notifier:
             app.state.notifier = notifier
@@ -63,16 +68,18 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
             svc = Services(settings, pool, feed, pipeline, TokenIssuer(settings, clock), clock)
             app.state.services = svc
             task = asyncio.create_task(pipeline.run(), name="pipeline")
-            task.add_done_callback(_log_pipeline_exit)
+            health.watch_pipeline(task)  # a dead pipeline: /healthz 503 and the server asked to stop
             escalation = asyncio.create_task(escalation_loop(svc), name="escalation")
             try:
                 yield
             finally:
+                health.stopping = True
                 task.cancel()
                 escalation.cancel()
                 await asyncio.gather(task, escalation, return_exceptions=True)
 
     app = FastAPI(title="emwatch", version=__version__, lifespan=lifespan)
+    app.state.health = health  # the CLI hooks the server's shutdown to it and reads the exit code
     app.include_router(registry_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(permit_routes.router)
@@ -91,15 +98,17 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        """200 when the database answers and the broker is connected, 503 otherwise."""
+        """200 when the pipeline runs, the database answers and the broker is connected; 503 otherwise."""
         svc: Services = app.state.services
-        checks: dict[str, Any] = {"mqtt": svc.pipeline.mqtt_connected}
+        checks: dict[str, Any] = {"pipeline": health.failure is None, "mqtt": svc.pipeline.mqtt_connected}
+        if health.failure is not None:
+            checks["pipeline_error"] = health.failure
         try:
             checks["database"] = await svc.pool.fetchval("SELECT true", timeout=2)
         except Exception as exc:  # any failure means unhealthy, reported as such
             checks["database"] = False
             checks["database_error"] = str(exc)
-        ok = bool(checks["mqtt"] and checks["database"])
+        ok = bool(checks["pipeline"] and checks["mqtt"] and checks["database"])
         checks["status"] = "ok" if ok else "degraded"
         return JSONResponse(checks, status_code=200 if ok else 503)
 
@@ -109,7 +118,3 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
 
     return app
 
-
-def _log_pipeline_exit(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.critical("pipeline stopped: %r", exc, exc_info=exc)

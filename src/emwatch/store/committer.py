@@ -169,7 +169,8 @@ async def _commit(conn: asyncpg.Connection, items: list[PendingWrite]) -> None:
         stored = await writer.write_fixes(conn, evaluations)
         await writer.write_device_events(conn, evaluations)
         await writer.write_dead_letters(conn, [d for e in evaluations for d in e.dead])
-        # Alerts and renumberings keep buffer (= seq) order: a renumbered seq follows the alerts before it.
+        # Alerts (revisions too) and renumberings keep buffer (= seq) order: a renumbered seq follows the
+        # alerts before it, and a revision the opening it corrects.
         await writer.write_sequenced_alerts(conn, [ev for item in items for ev in item.alerts])
         await writer.renumber_events(conn, [item.renumber for item in items if item.renumber is not None])
     # Per-write counts are not known after one merge; the total is charged to the first batch.

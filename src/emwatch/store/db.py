@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -12,6 +14,34 @@ import asyncpg
 log = logging.getLogger(__name__)
 
 MIGRATION_LOCK = 0x656D7761  # advisory lock id: two starting instances never migrate at once
+# What a lost or refused connection looks like through asyncpg (a query error is not among them);
+# OSError covers refusals and connect timeouts.
+CONNECTION_ERRORS = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError, asyncpg.AdminShutdownError,
+)
+
+
+class ConciseTracebacks(logging.Filter):
+    """Turn a WARNING that carries a traceback into one line naming the error; the traceback itself
+    goes to DEBUG. asyncpg's pool logs a full traceback for every failed reconnect during an outage."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and logging.WARNING <= record.levelno < logging.ERROR:
+            exc = record.exc_info[1]
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s", record.getMessage(), exc_info=record.exc_info)
+            record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_reconnect_tracebacks(logger_name: str = "asyncpg.pool") -> None:
+    """Install ConciseTracebacks on asyncpg's pool logger (once)."""
+    logger = logging.getLogger(logger_name)
+    if not any(isinstance(f, ConciseTracebacks) for f in logger.filters):
+        logger.addFilter(ConciseTracebacks())
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -25,7 +55,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 @asynccontextmanager
 async def connect_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> AsyncIterator[asyncpg.Pool]:
-    """A pool whose connections decode json/jsonb to Python values."""
+    """A pool whose connections decode json/jsonb to Python values; its reconnect warnings are one line."""
+    quiet_reconnect_tracebacks()
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
     try:
         yield pool
@@ -62,3 +93,29 @@ async def migrate(dsn: str) -> list[str]:
     finally:
         await conn.close()
     return applied_now
+
+
+async def wait_for_database(dsn: str, max_wait_s: float = 0, first_delay_s: float = 0.5,
+                            max_delay_s: float = 15.0) -> None:
+    """Return once PostgreSQL accepts a connection, retrying with capped exponential backoff; one
+    WARNING line per failed attempt. Raises the last connection error after `max_wait_s` (0: never)."""
+    started, delay, attempt = time.monotonic(), first_delay_s, 0
+    while True:
+        attempt += 1
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+        except CONNECTION_ERRORS as exc:
+            waited = time.monotonic() - started
+            if max_wait_s > 0 and waited + delay > max_wait_s:
+                log.error("database unavailable after %.0f s and %d attempt(s): %s", waited, attempt, exc)
+                raise
+            log.warning("database unavailable (attempt %d: %s: %s); retrying in %.1f s",
+                        attempt, type(exc).__name__, exc, delay)
+            log.debug("database connection attempt %d failed", attempt, exc_info=True)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+            continue
+        await conn.close()
+        if attempt > 1:
+            log.info("database available after %d attempt(s)", attempt)
+        return

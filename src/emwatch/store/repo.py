@@ -92,7 +92,7 @@ async def alert_events_since(pool: asyncpg.Pool, since: int, limit: int = 10_000
     rows = await pool.fetch(
         "SELECT e.seq, e.alert_id AS id, e.type, a.rule, a.subject_id, s.jurisdiction_id, a.device_id,"
         " a.zone_id, (extract(epoch FROM e.ts) * 1000)::bigint AS ts, e.lat, e.lon, a.severity, a.confidence,"
-        " a.late, a.data"
+        " a.late, coalesce(e.data, a.data) AS data"
         " FROM alert_events e JOIN alerts a ON a.id = e.alert_id JOIN subjects s ON s.id = a.subject_id"
         " WHERE e.seq > $1 ORDER BY e.seq LIMIT $2",
         since, limit,

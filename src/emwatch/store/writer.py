@@ -124,12 +124,15 @@ async def write_sequenced_alerts(conn: asyncpg.Connection, events: list[AlertEve
         )
     if confirmed := [(ev.alert_id,) for ev in events if ev.type == "confirmed"]:
         await conn.executemany("UPDATE alerts SET confidence = 'confirmed' WHERE id = $1", confirmed)
+    await _revise(conn, [ev for ev in events if ev.type == "revised"])
     columns = ([ev.seq for ev in events], [ev.alert_id for ev in events], [ev.type for ev in events], at,
-               [ev.lat for ev in events], [ev.lon for ev in events])
+               [ev.lat for ev in events], [ev.lon for ev in events],
+               [orjson.dumps(ev.data).decode() if ev.type == "revised" else None for ev in events])
     status = await conn.execute(
-        "INSERT INTO alert_events (seq, alert_id, type, ts, lat, lon)"
-        " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::float8[],"
-        " $6::float8[]) ON CONFLICT (seq) DO NOTHING",
+        "INSERT INTO alert_events (seq, alert_id, type, ts, lat, lon, data)"
+        " SELECT seq, alert_id, type, ts, lat, lon, data::jsonb FROM unnest($1::bigint[], $2::bigint[],"
+        " $3::text[], $4::timestamptz[], $5::float8[], $6::float8[], $7::text[])"
+        " AS x (seq, alert_id, type, ts, lat, lon, data) ON CONFLICT (seq) DO NOTHING",
         *columns,
     )
     if int(status.rsplit(" ", 1)[-1]) < len(events) and await conn.fetchval(
@@ -140,6 +143,21 @@ async def write_sequenced_alerts(conn: asyncpg.Connection, events: list[AlertEve
         raise RuntimeError("alert seqs taken by another writer: one pipeline per database")
     for ev, t in zip(events, at, strict=True):
         await outbox.enqueue(conn, ev, ev.seq, ev.alert_id, t)  # same transaction: no alert without notices
+
+
+async def _revise(conn: asyncpg.Connection, revised: list[AlertEvent]) -> None:
+    """Move alerts' event-time bounds, in seq order (the last revision of an alert wins). Runs after the
+    commit's opens and clears: a revision never opens nor closes an alert, it only moves a clear."""
+    rows = [(ev.alert_id, ms_to_datetime(ev.data["opened_at"]),
+             None if ev.data.get("cleared_at") is None else ms_to_datetime(ev.data["cleared_at"]))
+            for ev in revised if ev.data is not None]
+    if rows:
+        await conn.executemany(
+            "UPDATE alerts SET opened_at = $2,"
+            " cleared_at = CASE WHEN cleared_at IS NULL THEN NULL ELSE coalesce($3, cleared_at) END"
+            " WHERE id = $1",
+            rows,
+        )
 
 
 async def renumber_event(conn: asyncpg.Connection, provisional: int, final: int) -> None:
