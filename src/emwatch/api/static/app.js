@@ -161,6 +161,10 @@ async function onEvent(ev) {
       lat: ev.lat, lon: ev.lon, zone_id: ev.zone_id, device_id: ev.device_id, escalation_level: 0 }, true);
   } else if (a) {
     if (ev.type === "cleared") { a.status = "cleared"; a.cleared_at = new Date(ev.ts).toISOString(); }
+    if (ev.type === "revised" && ev.data) {  // late fixes moved the episode's event-time start/end
+      a.opened_at = new Date(ev.data.opened_at).toISOString();
+      if (ev.data.cleared_at) a.cleared_at = new Date(ev.data.cleared_at).toISOString();
+    }
     if (ev.type === "acknowledged" && a.lifecycle === "open") a.lifecycle = "acknowledged";
     if (ev.type === "resolved") a.lifecycle = "resolved";
     if (ev.type === "escalated") { a.escalation_level = (a.escalation_level || 0) + 1; cue(a); }
