@@ -35,7 +35,7 @@ from report import table, write
 FULL: dict[str, Any] = {
     "sizes": [10_000, 100_000, 700_000], "postgis_max": 100_000, "batches": 20, "naive": 2_000,
     "memory": [100_000, 700_000], "e2e_subjects": 20_000, "step_s": 6.0,
-    "ladders": {"batch": [20_000, 50_000, 75_000, 100_000, 150_000, 200_000],
+    "ladders": {"batch": [20_000, 30_000, 40_000, 50_000, 75_000, 100_000, 150_000, 200_000],
                 "single": [5_000, 10_000, 15_000, 20_000, 25_000, 30_000]},
 }
 QUICK: dict[str, Any] = {
