@@ -73,10 +73,14 @@ class World:
     zones: list[Zone] | None = None
     permits: list[PermitRow] | None = None
     bans: list[ContactBanRow] | None = None  # not None: a second subject and a victim device too
+    prebuilt: Registry | None = None  # used as is (zones, permits and bans ignored): property tests
 
     def __post_init__(self) -> None:
         default = self.zones is None and self.permits is None and self.bans is None
-        reg = _default_registry() if default else registry(self.zones, self.permits, self.bans)
+        if self.prebuilt is not None:
+            reg = self.prebuilt
+        else:
+            reg = _default_registry() if default else registry(self.zones, self.permits, self.bans)
         self.engine = RuleEngine(reg, self.config)
         self.book = EpisodeBook(reg, self.open_keys, self.policies)
 
@@ -97,6 +101,22 @@ class World:
         evaluation = self.engine.evaluate(builder.build(), self.book.open_pairs())
         new = self.book.update(evaluation.observations)
         new += self.book.late_episodes(evaluation.late_observations)  # as the pipeline does
+        self.events += new
+        return new
+
+    def send_mixed(self, messages: list[tuple[str, int, str, dict[str, object]]]) -> list[AlertEvent]:
+        """One batch of `(device, seconds, position or "event:<type>", fix extras)` from several devices."""
+        builder = BatchBuilder()
+        for device, seconds, what, extra in messages:
+            ts = T0 + int(seconds * 1000)
+            if what.startswith("event:"):
+                builder.add(Decoded(events=[(device, DeviceEvent(ts=ts, type=what[6:]), b"{}")]))  # type: ignore[arg-type]
+            else:
+                lon, lat = POSITIONS[what]
+                builder.add(Decoded(fixes=[(device, Fix(ts=ts, lat=lat, lon=lon, **extra))]))  # type: ignore[arg-type]
+        evaluation = self.engine.evaluate(builder.build(), self.book.open_pairs())
+        new = self.book.update(evaluation.observations)
+        new += self.book.late_episodes(evaluation.late_observations)
         self.events += new
         return new
 

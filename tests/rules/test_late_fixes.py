@@ -192,3 +192,16 @@ def test_the_history_survives_a_registry_reload() -> None:
     w.book.rebind(registry)
     w.send((40, "out"), (50, "out"), (60, "in"))
     assert events(w) == [("alert", "zone_exit", True, 40), ("cleared", "zone_exit", True, 60)]
+
+
+@pytest.mark.parametrize(("arrival", "expected"), [
+    # A kept episode (10-) whose close at 40 a later replay starts after: it ends at 40, and the
+    # exit from 60 on is its own episode, as in time order.
+    ([(20, "in"), (70, "out"), (0, "out"), (40, "in"), (10, "out"), (30, "in"), (60, "out"), (50, "out")],
+     [("zone_exit", "county", "confirmed", 10.0, 40.0, False), ("zone_exit", "county", "confirmed", 60.0, None, False)]),
+    # An alert raised at 20 that time order would raise at 30 stays marked kept through a later replay.
+    ([(0, "out"), (20, "out"), (10, "in"), (40, "in"), (30, "out")],
+     [("zone_exit", "county", "confirmed", 20.0, None, True)]),
+])  # fmt: skip
+def test_kept_episodes_through_later_replays(arrival: list[tuple[int, str]], expected: Ledger) -> None:
+    assert ledger(_run(arrival, 1, {"zone_exit": ZONE})) == expected

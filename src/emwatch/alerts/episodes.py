@@ -259,6 +259,7 @@ class EpisodeBook:
             obs.ts[rows].tolist(), obs.breach[rows].tolist(), obs.confirmed[rows].tolist(), strict=True
         ))
         start = timeline.state_before(t0)
+        self.revisions.extend((key, r) for r in timeline.end_kept_before(t0))
         old = [e for e in timeline.episodes if e.end is None or e.end >= t0]
         carried = next((e for e in old if e.start < t0), None)
         derived = derive(self._policies.get(key.rule, IMMEDIATE), start, carried, checks)

@@ -87,6 +87,31 @@ class Timeline:
             state = after
         return state
 
+    def end_kept_before(self, t0: int) -> list[Revision]:
+        """End, where the trail closed, an episode kept open past a close that still stands before t0.
+
+        A kept episode stays open while the newest check is a breach although the machine closed it;
+        when a later replay starts after that close, the close is history: the episode ends there
+        (no longer kept), and what follows is re-derived from the closed state.
+        """
+        closed_since, before = None, self.base
+        for at, state in self.trail:
+            if at >= t0:
+                break
+            if state[0] is None and before[0] is not None:
+                closed_since = at
+            elif state[0] is not None:
+                closed_since = None
+            before = state
+        if closed_since is None:
+            return []
+        out = []
+        for e in self.episodes:
+            if e.end is None and e.kept and e.start <= closed_since:
+                out.append(Revision(e.start, closed_since, e.confidence, e.start, None))
+                e.end, e.kept = closed_since, False
+        return out
+
     def record(self, ts: int, state: State, kind: Kind | None, horizon_ms: int) -> None:
         """Remember a live state change (and the episode change it made); forget what left the horizon."""
         self.trail.append((ts, state))
@@ -135,7 +160,9 @@ def derive(
     episodes: list[Episode] = []
     marks: list[list[int | None]] = []
     if start[0] is not None:
-        episodes.append(Episode(carried.start if carried else checks[0][0], None, start[0]))
+        # A carried episode that was kept (raised against the time-order evidence) stays marked so.
+        kept = carried.kept if carried else False
+        episodes.append(Episode(carried.start if carried else checks[0][0], None, start[0], kept=kept))
         marks.append([None, None, None])
     for i, (ts, breach, confirmed) in enumerate(checks):
         after, kind = transition(policy, state, ts, breach, confirmed)
@@ -189,7 +216,7 @@ def reconcile(
     revealed or resumed violation, a revealed closed episode (when no alert of the key is open), an
     upgrade; every change of bounds is also returned as a `Revision`.
     """
-    episodes = [Episode(e.start, e.end, e.confidence) for e in derived.episodes]
+    episodes = [Episode(e.start, e.end, e.confidence, e.kept) for e in derived.episodes]
     marks = [m[:] for m in derived.marks]
     final = derived.final
     newest_ts, newest_breach = checks[-1][0], checks[-1][1]
@@ -231,6 +258,8 @@ def reconcile(
             store_open = True
         elif o.end is None and n.end is None and o.confidence != n.confidence and confirm_i is not None:
             events.append(("confirmed", confirm_i, "confirmed", True))
+    if store_open and final[0] is None and live is not None:  # the record's open alert ended with no
+        events.append(("cleared", len(checks) - 1, live, True))  # episode of `old` left to carry it
     kept = [Episode(o.start, o.end, o.confidence, kept=True) for j, o in enumerate(old) if j not in used]
     events.sort(key=lambda e: checks[e[1]][0])
     return Reconciled(sorted(episodes + kept, key=lambda e: e.start), final, events, revisions)

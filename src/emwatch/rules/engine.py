@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.curfew import curfew_checks, subject_bracelets
 from emwatch.rules.device_events import evaluate_device_events
 from emwatch.rules.movement import anomaly_checks, suspect_fixes
+from emwatch.rules.pair_rounds import device_groups, rounds
 from emwatch.rules.pair_state import PairState
 from emwatch.rules.proximity import ProximityConfig, evaluate_proximity
 from emwatch.rules.reorder import FixHistory, late_checks
@@ -52,6 +54,11 @@ class Evaluation:
     late_observations: Observations  # zone checks of fixes older than their device's watermark
 
 
+_DEVICE_ARRAYS = (
+    "last_ts", "last_seen", "last_lat", "last_lon", "last_acc", "last_src", "last_pos_ts", "history_from"
+)
+
+
 class DeviceState:
     """Per-device state as arrays indexed by the registry's dense device number."""
 
@@ -60,6 +67,8 @@ class DeviceState:
         self.last_seen = np.full(n, NEVER, dtype=np.int64)  # newest fix or event of any kind
         self.last_lat = np.full(n, np.nan)  # newest trusted position
         self.last_lon = np.full(n, np.nan)
+        self.last_acc = np.full(n, np.nan)  # its error radius (m): the next fix's speed test allows for it
+        self.last_src = np.zeros(n, dtype=np.int8)  # its source (a cell-tower fix confirms nothing)
         self.last_pos_ts = np.full(n, NEVER, dtype=np.int64)
         # The fix history (rules/reorder.py) holds every fix of the device newer than this: NEVER
         # unless restored after a restart, when what came before is only in the database.
@@ -72,7 +81,7 @@ class DeviceState:
         if pairs:
             to = np.array([p[0] for p in pairs], dtype=np.intp)
             source = np.array([p[1] for p in pairs], dtype=np.intp)
-            for name in ("last_ts", "last_seen", "last_lat", "last_lon", "last_pos_ts", "history_from"):
+            for name in _DEVICE_ARRAYS:
                 getattr(out, name)[to] = getattr(self, name)[source]
         return out
 
@@ -89,11 +98,14 @@ class RuleEngine:
         self.pairs = PairState(  # separation and proximity state, carried by id on reload
             registry, separation.move_m, int(separation.diverge_s * 1000), self.config.proximity.h3_resolution
         )
+        self._groups = device_groups(registry, self.pairs)
 
     def _install(self, registry: Registry, state: DeviceState) -> None:
         self.registry, self.state = registry, state
         self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
         self._bracelet = subject_bracelets(registry)
+        # Per curfew pair, the fix the clock last judged it on (a new registry judges it once more).
+        self._curfew_judged = np.full(len(registry.scheduled_inclusion_pairs()[0]), NEVER, dtype=np.int64)
         self._returned: dict[int, bool] = getattr(self, "_returned", {})  # permit id → back inside since
 
     @property
@@ -106,6 +118,7 @@ class RuleEngine:
         new_index = registry.device_index
         self.history.remap(np.array([new_index.get(d, -1) for d in self.registry.device_ids], np.int32))
         self._install(registry, self.state.remapped(self.registry.device_index, registry.device_ids))
+        self._groups = device_groups(registry, self.pairs)
 
     def unknown_devices(self, batch: IngestBatch) -> set[str]:
         """Device ids in the batch that the current registry does not know."""
@@ -151,24 +164,20 @@ class RuleEngine:
         )
         radius = accuracy_m(fixes.acc, fixes.src)
         suspect = suspect_fixes(
-            staged, radius, state.last_lat, state.last_lon, state.last_pos_ts, self.config.max_speed_kmh / 3.6
+            staged, radius, state.last_lat, state.last_lon, state.last_pos_ts, state.last_acc,
+            self.config.max_speed_kmh / 3.6,
         )
         fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect)
-        self._remember(fix_batch, events)
-        self.pairs.observe(fix_batch, radius, events)
-
         event_device = np.array([index[d] for d, _, _ in events], dtype=np.int32)
         event_ts = np.array([e.ts for _, e, _ in events], dtype=np.int64)
+        pair_checks = self._pair_rules(fix_batch, radius, events, event_device, event_ts)
         observations = Observations.concat([
             self._permit_checks(
                 evaluate_containment(registry, fix_batch, open_pairs, self._permit_returned())
             ),
             evaluate_device_events(registry, events),
             anomaly_checks(fix_batch, suspect, registry.device_wearable),
-            evaluate_separation(
-                registry, self.pairs, fix_batch, events, self.config.separation, state.last_seen
-            ),
-            evaluate_proximity(registry, self.pairs, fix_batch, self.config.proximity),
+            pair_checks,
             heard_from(
                 registry, np.concatenate([device, event_device]), np.concatenate([fixes.ts, event_ts])
             ),
@@ -184,14 +193,54 @@ class RuleEngine:
             batch=fix_batch, events=events, dead=dead, observations=observations, late_observations=late
         )
 
-    def seed(self, positions: list[tuple[str, int, float, float]]) -> None:
-        """Restore each device's newest fix (device id, ts ms, lat, lon) after a restart."""
+    def _pair_rules(
+        self, batch: FixBatch, radius: NDArray[np.float64], events: list[tuple[str, DeviceEvent, bytes]],
+        event_device: NDArray[np.int32], event_ts: NDArray[np.int64],
+    ) -> Observations:
+        """Take the batch into the device state, and run the two-device rules round by round
+        (rules/pair_rounds.py): their checks come out as if fixes and events had come one at a time."""
+        n = len(batch)
+        item_round = rounds(
+            np.concatenate([self._groups[batch.device], self._groups[event_device]]),
+            np.concatenate([batch.fixes.ts, event_ts]),
+        )
+        checks = []
+        for k in range(int(item_round.max(initial=0)) + 1):
+            if item_round.max(initial=0) == 0:
+                sub, sub_radius, sub_events = batch, radius, events
+            else:
+                idx = np.flatnonzero(item_round[:n] == k)
+                sub = FixBatch(
+                    batch.fixes.take(idx), batch.device[idx], batch.subject[idx], batch.cell[idx],
+                    batch.fresh[idx], batch.suspect[idx],
+                )
+                sub_radius = radius[idx]
+                sub_events = [e for e, r in zip(events, item_round[n:].tolist(), strict=True) if r == k]
+            self._remember(sub, sub_radius, sub_events)
+            self.pairs.observe(sub, sub_radius, sub_events)
+            checks += [
+                evaluate_separation(
+                    self.registry, self.pairs, sub, sub_events, self.config.separation, self.state.last_seen
+                ),
+                evaluate_proximity(self.registry, self.pairs, sub, self.config.proximity),
+            ]
+        return Observations.concat(checks)
+
+    def seed(
+        self, positions: Sequence[tuple[str, int, float, float] | tuple[str, int, float, float, float]]
+    ) -> None:
+        """Restore each device's newest fix (device id, ts ms, lat, lon[, error radius m]) after a restart.
+
+        Without the radius (NaN or left out) the restored fix counts as exact for the next speed test.
+        """
         state, index = self.state, self.registry.device_index
-        for device_id, ts, lat, lon in positions:
+        for position in positions:
+            device_id, ts, lat, lon = position[:4]
             d = index.get(device_id)
             if d is not None and ts > state.last_ts[d]:
                 state.last_ts[d] = state.last_seen[d] = state.last_pos_ts[d] = state.history_from[d] = ts
                 state.last_lat[d], state.last_lon[d] = lat, lon
+                state.last_acc[d] = position[4] if len(position) > 4 else np.nan
 
     def _permit_returned(self) -> NDArray[np.bool_]:
         ids = self.registry.permits.ids.tolist()
@@ -207,7 +256,9 @@ class RuleEngine:
                     self._returned[int(permits.ids[p])] = True
         return obs
 
-    def _remember(self, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]]) -> None:
+    def _remember(
+        self, batch: FixBatch, radius: NDArray[np.float64], events: list[tuple[str, DeviceEvent, bytes]]
+    ) -> None:
         state, f = self.state, batch.fixes
         if len(batch):
             np.maximum.at(state.last_ts, batch.device, f.ts)
@@ -216,6 +267,8 @@ class RuleEngine:
             ok = np.flatnonzero(batch.fresh & ~batch.suspect)
             state.last_lat[batch.device[ok]] = f.lat[ok]
             state.last_lon[batch.device[ok]] = f.lon[ok]
+            state.last_acc[batch.device[ok]] = radius[ok]
+            state.last_src[batch.device[ok]] = f.src[ok]
             state.last_pos_ts[batch.device[ok]] = f.ts[ok]
         for device_id, event, _ in events:
             d = self.registry.device_index[device_id]
@@ -228,8 +281,9 @@ class RuleEngine:
             signal_checks(self.registry, state.last_seen, self._silence_ms, now_ms),
             # A position is as good as the bracelet's silence limit allows: older, it proves nothing.
             curfew_checks(
-                self.registry, self._bracelet, state.last_lat, state.last_lon, state.last_pos_ts,
-                self._silence_ms, now_ms,
+                self.registry, self._bracelet,
+                (state.last_lat, state.last_lon, state.last_acc, state.last_src, state.last_pos_ts),
+                self._silence_ms, now_ms, self._curfew_judged,
             ),
             separation_tick(self.registry, self.pairs, now_ms, self.config.separation, state.last_seen),
         ])
