@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from emwatch.alerts.episodes import EpisodeKey
 from emwatch.alerts.severity import SeverityOverrideRow
 from emwatch.geo.geojson import zone_from_feature, zone_to_feature
 from emwatch.geo.zones import Zone
+from emwatch.ingest.protocol import SOURCE_CODES
 from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
+from emwatch.rules.accuracy import accuracy_m
 from emwatch.rules.permits import PermitRow
 from emwatch.rules.zone_versions import ZoneVersionRow
 
@@ -142,12 +145,21 @@ async def known_device_ids(pool: asyncpg.Pool, ids: set[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
-async def load_device_positions(pool: asyncpg.Pool, days: int = 2) -> list[tuple[str, int, float, float]]:
-    """Each device's newest stored fix (device, ts ms, lat, lon), so a restart keeps watermarks,
-    silence timers and the movement baseline instead of starting blind."""
+async def load_device_positions(
+    pool: asyncpg.Pool, days: int = 2
+) -> list[tuple[str, int, float, float, float]]:
+    """Each device's newest stored fix (device, ts ms, lat, lon, error radius m), so a restart keeps
+    watermarks, silence timers and the movement baseline (with its accuracy) instead of starting blind."""
     rows = await pool.fetch(
-        "SELECT DISTINCT ON (device_id) device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon"
-        " FROM fixes WHERE ts > now() - make_interval(days => $1) ORDER BY device_id, ts DESC",
+        "SELECT DISTINCT ON (device_id) device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon,"
+        " acc, src FROM fixes WHERE ts > now() - make_interval(days => $1) ORDER BY device_id, ts DESC",
         days,
     )
-    return [(r["device_id"], r["ts"], r["lat"], r["lon"]) for r in rows]
+    # The same radius a live fix gets: its own `acc`, else its source's default (a cell-tower fix is wide).
+    radius = accuracy_m(
+        np.array([np.nan if r["acc"] is None else r["acc"] for r in rows], dtype=np.float32),
+        np.array([SOURCE_CODES.get(r["src"], 0) for r in rows], dtype=np.int8),
+    )
+    return [
+        (r["device_id"], r["ts"], r["lat"], r["lon"], float(m)) for r, m in zip(rows, radius, strict=True)
+    ]
