@@ -74,3 +74,26 @@ def test_a_silent_away_phone_keeps_the_alert_open_while_the_bracelet_reports() -
     world = run(TOGETHER_AT_0, PHONE_AWAY_AT_60, [(120, "a", "in")], every(180, 3600, 300, "a", "in"),
                 every(200, 3600, 600, "-", "tick"))
     assert separation(world) == [("alert", 120, ("distance",))]
+
+
+STRAY_AT_60 = [(60, "a", "in"), (60, "p", "in_n700")]  # one multipath fix: the phone "700 m" away
+TICKS = every(15, 900, 30, "-", "tick")  # 15, 45, 75, ...: never at the same second as a fix
+
+
+@pytest.mark.parametrize(("parts", "expected"), [
+    # The reported defect: the tick 15 s after the stray fix re-counted its "apart" as a second check
+    # and opened at 75 s. The ticks bring nothing new while the phone is not overdue; its next fix (on
+    # time, 60 s later) shows the two together again. (The bracelet rests: heartbeats, no fixes.)
+    ([TOGETHER_AT_0, STRAY_AT_60, [(75, "-", "tick")], HEARTBEATS, every(120, 900, 60, "p", "in_n50")], []),
+    ([TOGETHER_AT_0, STRAY_AT_60, TICKS, HEARTBEATS, every(120, 900, 60, "p", "in_n50")], []),
+    # The same fix, then the phone falls silent while away (the bracelet only sends heartbeats): once
+    # it has missed its report interval (sync_s, 60 s) the silence is the second check, on the tick.
+    ([TOGETHER_AT_0, STRAY_AT_60, HEARTBEATS, TICKS], [("alert", 135, ("distance",))]),
+    # Two "apart" fixes in a row open on the second fix, as before; the ticks between add nothing.
+    ([TOGETHER_AT_0, STRAY_AT_60, [(120, "a", "in"), (120, "p", "in_n700")], TICKS],
+     [("alert", 120, ("distance",))]),
+])
+def test_a_tick_counts_only_new_evidence(
+    parts: list[list[Step]], expected: list[tuple[str, float, tuple[str, ...]]]
+) -> None:
+    assert separation(run(*parts)) == expected

@@ -61,6 +61,7 @@ class PairState:
         self.apart = np.zeros(n_subj, dtype=bool)
         self.apart_ts = np.full(n_subj, NEVER, dtype=np.int64)
         self.apart_m = np.full(n_subj, np.nan)
+        self.checked_ts = np.full(n_subj, NEVER, dtype=np.int64)  # newest separation check counted
         # Pair memory: ring per victim device (0 clear, 1 warning, 2 violation), near-since per ban.
         self.victim_ring = np.zeros(len(self.victim_device), dtype=np.int8)
         self.victim_distance = np.full(len(self.victim_device), np.nan)
@@ -91,7 +92,7 @@ class PairState:
         old = self.registry
         out = PairState(registry, self.move_m, self.run_gap_ms, self.cell_resolution)
         _carry(out, self, self._DEVICE, old.device_ids, registry.device_ids)
-        subject = ("companion_lost", "companion_ts", "apart", "apart_ts", "apart_m")
+        subject = ("companion_lost", "companion_ts", "apart", "apart_ts", "apart_m", "checked_ts")
         _carry(out, self, subject, old.subject_ids, registry.subject_ids)
         old_victims = [old.device_ids[d] for d in self.victim_device]
         new_victims = [registry.device_ids[d] for d in out.victim_device]

@@ -74,11 +74,16 @@ def separation_tick(
 
     Catches what no report would: a phone that went silent while away from the bracelet (the last
     "apart" stands), and a bracelet resting for hours that only sends heartbeats (no fixes).
+    A tick is a check only where it brings new evidence: no check counted for the subject in the last
+    `sync_s` (the report interval), so the silence itself is news. Sooner, it would re-count the
+    verdict of the fixes just judged (one stray fix plus a tick would meet the debounce of two).
     """
     subject = np.flatnonzero((state.bracelet_of >= 0) & (state.phone_of >= 0)).astype(np.int32)
     b, p = state.bracelet_of[subject], state.phone_of[subject]
     located = (state.pos_ts[b] != NEVER) | (state.pos_ts[p] != NEVER)
-    subject = subject[located]
+    # Compared as "older than now - sync": a never-checked subject (int64 min) cannot overflow.
+    silent = state.checked_ts[subject] <= now_ms - int(config.sync_s * 1000)
+    subject = subject[located & silent]
     return _score(registry, state, subject, np.full(len(subject), now_ms, np.int64), config, last_seen)
 
 
@@ -90,6 +95,7 @@ def _score(
     b, p = state.bracelet_of[subject], state.phone_of[subject]
     paired = (b >= 0) & (p >= 0)
     subject, ts, b, p = subject[paired], ts[paired], b[paired], p[paired]
+    state.checked_ts[subject] = np.maximum(state.checked_ts[subject], ts)
     stale_ms = int(config.stale_s * 1000)
     fresh_b, fresh_p = state.fresh(b, ts, stale_ms), state.fresh(p, ts, stale_ms)
 
