@@ -188,8 +188,17 @@ class Pipeline:
                     self._client, self.mqtt_connected, backoff = client, True, 0.5
                     broker = BrokerAddress.parse(self.settings.mqtt_url)  # never log the password
                     log.info("subscribed to %s:%d", broker.host, broker.port)
+                    queued = client._queue  # aiomqtt's own, filled by paho's reads (see ingest/mqtt.py)
                     async for message in client.messages:
                         await self._accept(message.topic.value, message.payload, (message.mid, message.qos))
+                        # Take what a burst read already queued directly: the iterator costs a task and an
+                        # asyncio.wait (several loop turns) per message, and falls behind the reads.
+                        # Bounded, so a deep backlog still hands the loop back between batches' worth.
+                        for _ in range(self.settings.batch_max_fixes):
+                            if queued.empty():
+                                break
+                            m = queued.get_nowait()
+                            await self._accept(m.topic.value, m.payload, (m.mid, m.qos))
             except aiomqtt.MqttError as exc:
                 self._client, self.mqtt_connected = None, False
                 log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiomqtt
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 
 PLAIN_SCHEMES = {"mqtt": 1883, "tcp": 1883}
 TLS_SCHEMES = {"mqtts": 8883, "ssl": 8883}
@@ -132,7 +134,30 @@ def make_client(
         # client does: PUBACK only once a fix is committed, so the broker redelivers anything we
         # received but lost in a crash. Must be set before connecting.
         client._client.manual_ack_set(True)
+    _read_in_bursts(client._client)
     return client
+
+
+READ_BURST = 256  # packets per readable event at most: drains the socket without starving the loop
+
+
+def _read_in_bursts(paho: mqtt.Client) -> None:
+    """Make paho's `loop_read` (which aiomqtt calls once per readable event) read every packet already
+    received, up to READ_BURST, instead of one: paho 2.x reads a single packet per call unless it has QoS
+    messages of its own in flight, so each incoming message otherwise costs a full event-loop wake-up."""
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:
+        for _ in range(READ_BURST):
+            if paho._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = paho._packet_read()
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+            if rc > 0:
+                return paho._loop_rc_handle(rc)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    paho.loop_read = loop_read  # type: ignore[method-assign]
 
 
 def acknowledge(client: aiomqtt.Client, receipts: list[tuple[int, int]]) -> None:
