@@ -26,6 +26,14 @@ playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM} (.ci/run installs it)")
 
 
+async def log_in(page: Any, base_url: str, username: str, password: str, path: str = "/") -> None:
+    """Open `path` of the page and sign in through its login form."""
+    await page.goto(base_url + path)
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#login-button")
+
+
 async def test_operator_sees_a_live_alert_and_acknowledges_it(service: Service) -> None:
     await service.ensure_jurisdiction()
     subject, device = await service.add_subject()
@@ -39,10 +47,7 @@ async def test_operator_sees_a_live_alert_and_acknowledges_it(service: Service) 
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         try:
-            await page.goto(service.base_url + "/")
-            await page.fill("#username", username)
-            await page.fill("#password", password)
-            await page.click("#login-button")
+            await log_in(page, service.base_url, username, password)
             await page.wait_for_selector('#feed-state[data-state="live"]')
             assert username in await page.inner_text("#who")
 
@@ -124,10 +129,7 @@ async def test_officer_enables_push_and_a_pushed_alert_opens_on_the_page(
             problems: list[str] = []
             page.on("pageerror", lambda exc: problems.append(str(exc)))
             try:
-                await page.goto(service.base_url + "/")
-                await page.fill("#username", username)
-                await page.fill("#password", password)
-                await page.click("#login-button")
+                await log_in(page, service.base_url, username, password)
                 await page.wait_for_selector('#feed-state[data-state="live"]')
                 # The real service worker: registered for the whole page, activated, controlling it.
                 await page.wait_for_function("navigator.serviceWorker.controller !== null")
@@ -187,10 +189,7 @@ async def test_officer_enables_push_and_a_pushed_alert_opens_on_the_page(
 
                 # With no page open the worker opens the alert's URL: a fresh tab logs in and lands on it.
                 fresh = await context.new_page()
-                await fresh.goto(service.base_url + notification["data"]["url"])
-                await fresh.fill("#username", username)
-                await fresh.fill("#password", password)
-                await fresh.click("#login-button")
+                await log_in(fresh, service.base_url, username, password, notification["data"]["url"])
                 await fresh.wait_for_selector("#detail:not([hidden])")
                 assert (await fresh.inner_text("#detail-title")).startswith(f"#{message['id']} zone_exit")
                 await fresh.close()
@@ -231,10 +230,7 @@ async def test_a_browser_that_cannot_subscribe_says_so_and_stores_nothing(servic
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         try:
-            await page.goto(service.base_url + "/")
-            await page.fill("#username", username)
-            await page.fill("#password", password)
-            await page.click("#login-button")
+            await log_in(page, service.base_url, username, password)
             await page.click('#notify-toggle[data-state="off"]')
             await page.wait_for_selector('#notify-toggle[data-state="error"]:not(:disabled)')
             assert await page.inner_text("#notify-note") == (
