@@ -59,7 +59,9 @@ async def test_unacknowledged_alert_escalates_one_level_per_period_up_to_the_roo
 
 async def test_escalation_is_re_announced_to_the_level_above(world: World) -> None:
     _, alert_id, ts = await new_alert(world, "o2")
-    async with feed(world.service, None, token=world.tokens["sup1"]) as supervisor:
+    # The feed subscribes after the handshake (auth, audit): resuming from the seq known now, as a client
+    # would, leaves no window in which the escalation could be published unseen.
+    async with feed(world.service, None, since=world.svc.feed.last_seq, token=world.tokens["sup1"]) as supervisor:
         await escalate_at(world, ts / 1000 + ESCALATE_AFTER_MIN * 60 + 1)
         message = await supervisor.next()
         while message["id"] != alert_id:
@@ -87,7 +89,7 @@ async def test_resolution_needs_a_category_and_a_note(world: World, body: dict[s
 async def test_resolve_records_who_why_and_leaves_the_episode_to_the_pipeline(world: World) -> None:
     _, alert_id, _ = await new_alert(world)
     body = {"category": "technical_fault", "note": "strap sensor replaced"}
-    async with feed(world.service, None, token=world.tokens["off1"]) as officer:
+    async with feed(world.service, None, since=world.svc.feed.last_seq, token=world.tokens["off1"]) as officer:
         r = await world.client("off1").post(f"/api/alerts/{alert_id}/resolve", json=body)
         assert r.status_code == 200, r.text
         message = await officer.next()
