@@ -88,21 +88,10 @@ class World:
              device: str = "ankle-1") -> list[AlertEvent]:
         """One batch of fixes `(seconds, position)` or `(seconds, position, {acc/src...})`, or events
         `(seconds, "event:<type>")`."""
-        builder = BatchBuilder()
-        for message in messages:
-            seconds, what = message[0], message[1]
-            extra = message[2] if len(message) > 2 else {}  # type: ignore[misc]
-            ts = T0 + int(seconds * 1000)
-            if what.startswith("event:"):
-                builder.add(Decoded(events=[(device, DeviceEvent(ts=ts, type=what[6:]), b"{}")]))  # type: ignore[arg-type]
-            else:
-                lon, lat = POSITIONS[what]
-                builder.add(Decoded(fixes=[(device, Fix(ts=ts, lat=lat, lon=lon, **extra))]))  # type: ignore[arg-type]
-        evaluation = self.engine.evaluate(builder.build(), self.book.open_pairs())
-        new = self.book.update(evaluation.observations)
-        new += self.book.late_episodes(evaluation.late_observations)  # as the pipeline does
-        self.events += new
-        return new
+        return self.send_mixed([
+            (device, message[0], message[1], message[2] if len(message) > 2 else {})  # type: ignore[misc]
+            for message in messages
+        ])
 
     def send_mixed(self, messages: list[tuple[str, int, str, dict[str, object]]]) -> list[AlertEvent]:
         """One batch of `(device, seconds, position or "event:<type>", fix extras)` from several devices."""
