@@ -128,7 +128,9 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
         await asyncio.sleep(0.1)
     drain_s = time.monotonic() - t_drain
     await asyncio.sleep(0.3)  # alerts of the last batches reach the feed
-    cpu = {k: round((cpu_seconds(v) - cpu0[k]) / wall, 2) for k, v in parties.items()}
+    # the parties' CPU includes the drain, so it is divided by the time up to now, not the publishing time
+    busy = time.monotonic() - t0
+    cpu = {k: round((cpu_seconds(v) - cpu0[k]) / busy, 2) for k, v in parties.items()}
     cpu["publishers"] = round(sum(r["cpu_s"] for r in reports) / wall, 2)
     lat = [ms for _, ms in feed[feed_from:]]
     pub_s = max(r["seconds"] for r in reports)

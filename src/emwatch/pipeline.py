@@ -12,13 +12,11 @@ the broker: back-pressure, never a drop. Evaluation of batch N+1 overlaps the co
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiomqtt
 import asyncpg
 import orjson
 
@@ -29,7 +27,7 @@ from emwatch.feed.hub import AlertFeed
 from emwatch.feed.ledger import AlertLedger, EpisodeKey
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
-from emwatch.ingest.mqtt import BrokerAddress, acknowledge, make_client, subscription_topics
+from emwatch.ingest.source import BrokerLink, consume_forever
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
@@ -38,6 +36,8 @@ from emwatch.store.committer import DATABASE_DOWN, Committer, PendingWrite, Writ
 from emwatch.store.listener import ChannelListener
 
 log = logging.getLogger(__name__)
+
+LISTEN_WAIT_S = 10.0  # for the registry's LISTEN before the first load; without it, a later resync reloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,11 @@ def debounce_policies(settings: Settings) -> dict[str, Debounce]:
     return dict.fromkeys(zone_rules, zone) | PAIR_RULE_DEBOUNCE
 
 
+async def _join(task: asyncio.Task[None]) -> None:
+    """Await a task started outside a TaskGroup, so that its failure fails the group."""
+    await task
+
+
 class Pipeline:
     """Owns the stages and the bounded queues between them; `run()` runs until cancelled."""
 
@@ -91,7 +96,7 @@ class Pipeline:
         self.batches: asyncio.Queue[IngestBatch | Tick] = asyncio.Queue(maxsize=settings.queue_max_batches)
         self._builder = BatchBuilder()
         self._config_dirty = True
-        self._client: aiomqtt.Client | None = None
+        self._client: BrokerLink | None = None
         self.engine: RuleEngine | None = None
         self.episodes: EpisodeBook | None = None
         self.batches_done = 0
@@ -111,17 +116,23 @@ class Pipeline:
     async def run(self) -> None:
         """Run every stage; a failing stage fails the whole pipeline loudly. However it ends, it no
         longer claims a broker connection (the health check reads it)."""
+        # LISTEN before the first load: the listener's resync notice then precedes the load, which
+        # clears it. Listening after the load made every start read the whole registry twice, the
+        # second time in the way of the first batch (seconds at 100k subjects).
+        listener = asyncio.create_task(self.config_listener.run(), name="config-listener")
         try:
             await self._start_feed()
+            await self.config_listener.wait_listening(LISTEN_WAIT_S)
             await self._load()
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.config_listener.run(), name="config-listener")
+                tg.create_task(_join(listener), name="config-listener")
                 tg.create_task(self._consume_forever(), name="mqtt-consume")
                 tg.create_task(self._flush_on_time(), name="batch-timer")
                 tg.create_task(self._tick_forever(), name="rule-timer")
                 tg.create_task(self._evaluate_forever(), name="evaluate-publish")
                 tg.create_task(self.committer.run(), name="commit-ack")
         finally:
+            listener.cancel()
             # Cancellation skips the MQTT stage's own `except`: clear its state here.
             self._client, self.mqtt_connected = None, False
 
@@ -176,34 +187,13 @@ class Pipeline:
     # -- stage 1: MQTT → decode → micro-batch ----------------------------------------------------
 
     async def _consume_forever(self) -> None:
-        assert self.settings.mqtt_url is not None
-        backoff = 0.5
-        while True:
-            try:
-                client = make_client(self.settings.mqtt_url, self.settings.mqtt_client_id, manual_ack=True)
-                async with client:
-                    for topic in subscription_topics(self.settings.topic_prefix):
-                        await client.subscribe(topic, qos=1)
-                    self._connection += 1
-                    self._client, self.mqtt_connected, backoff = client, True, 0.5
-                    broker = BrokerAddress.parse(self.settings.mqtt_url)  # never log the password
-                    log.info("subscribed to %s:%d", broker.host, broker.port)
-                    queued = client._queue  # aiomqtt's own, filled by paho's reads (see ingest/mqtt.py)
-                    async for message in client.messages:
-                        await self._accept(message.topic.value, message.payload, (message.mid, message.qos))
-                        # Take what a burst read already queued directly: the iterator costs a task and an
-                        # asyncio.wait (several loop turns) per message, and falls behind the reads.
-                        # Bounded, so a deep backlog still hands the loop back between batches' worth.
-                        for _ in range(self.settings.batch_max_fixes):
-                            if queued.empty():
-                                break
-                            m = queued.get_nowait()
-                            await self._accept(m.topic.value, m.payload, (m.mid, m.qos))
-            except aiomqtt.MqttError as exc:
-                self._client, self.mqtt_connected = None, False
-                log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 15.0)
+        # the MQTT library is the settings' choice (ingest/source.py); it reconnects on its own
+        await consume_forever(self.settings, self._accept, self._on_link)
+
+    def _on_link(self, link: BrokerLink | None) -> None:
+        if link is not None:
+            self._connection += 1  # a PUBACK is only sent on the connection its message came by
+        self._client, self.mqtt_connected = link, link is not None
 
     async def _accept(self, topic: str, payload: object, receipt: tuple[int, int] | None = None) -> None:
         if self._builder.receipts and self._builder.connection != self._connection:
@@ -318,7 +308,7 @@ class Pipeline:
         client = self._client
         for w in writes:
             if w.receipts and client is not None and w.connection == self._connection:
-                acknowledge(client, w.receipts)
+                client.acknowledge(w.receipts)
             if w.evaluation is not None:
                 _count(w.evaluation, w.stored)
             for ev in w.alerts:
@@ -335,8 +325,8 @@ class Pipeline:
             return
         for ev in events:
             topic = f"{self.settings.topic_prefix}/alerts/{ev.jurisdiction_id}/{ev.subject_id}"
-            with contextlib.suppress(aiomqtt.MqttError):  # on the feed already, stored soon; MQTT is a copy
-                await client.publish(topic, orjson.dumps(ev.to_message()), qos=1)
+            # a copy, best effort: the alert is on the feed already and stored soon
+            await client.publish(topic, orjson.dumps(ev.to_message()))
 
 
 def _count(evaluation: Evaluation, stored: int) -> None:

@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from emwatch import cli
+from emwatch import cli, metrics
 from emwatch.api.app import create_app
 from emwatch.api.health import EXIT_FAILED, ServiceHealth
 from emwatch.embedded import free_port
@@ -194,6 +194,23 @@ async def test_a_change_made_while_the_listener_was_away_is_picked_up_when_it_re
             assert not _has_zone(pipeline, "z-missed")
             await wait_for(lambda: listener.connects >= 2)
             await wait_for(lambda: _has_zone(pipeline, "z-missed"))
+
+
+async def test_a_start_reads_the_registry_once(tmp_path: Path, mqtt_url: str) -> None:
+    # A second full read right after the start would stall the first batches (seconds at 100k subjects).
+    with private_postgres(tmp_path) as pg:
+        device = await seeded(pg)
+        loads_before = metrics.REGISTRY_RELOADS._value.get()
+        async with standalone(pg, mqtt_url, f"emwatch-once-{secrets.token_hex(4)}",
+                              rules_tick_s=0.2) as (pipeline, hub, pub):
+            await wait_for(lambda: pipeline.config_listener.connected)
+            with hub.subscribe():
+                await publish(pub, device, now_ms(), INSIDE)
+                await wait_for(lambda: pipeline.batches_done >= 1)
+            await asyncio.sleep(0.5)  # a tick or two, where a pending reload would also run
+            assert metrics.REGISTRY_RELOADS._value.get() - loads_before == 1
+            await pg.fetchval(EXCLUSION.format(id="z-later"))  # and a change still arrives
+            await wait_for(lambda: _has_zone(pipeline, "z-later"))
 
 
 def _has_zone(pipeline: Pipeline, zone_id: str) -> bool:

@@ -27,6 +27,15 @@ class ChannelListener:
         self.keepalive_s, self.first_delay_s, self.max_delay_s = keepalive_s, first_delay_s, max_delay_s
         self.connected = False
         self.connects = 0  # successful LISTENs so far (the first one included)
+        self.listening = asyncio.Event()  # set at the first LISTEN: a load after it misses nothing
+
+    async def wait_listening(self, timeout_s: float) -> bool:
+        """Wait up to timeout_s for the first LISTEN; whether it is in place."""
+        try:
+            await asyncio.wait_for(self.listening.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
@@ -52,6 +61,7 @@ class ChannelListener:
             await conn.add_listener(self.channel, self._notified)
             self.connected = True
             self.connects += 1
+            self.listening.set()
             if self.connects > 1:
                 log.info("LISTEN %s: reconnected; reloading everything it may have missed", self.channel)
             self.on_notify()  # notifications before this LISTEN were not seen: resync once

@@ -1,0 +1,1 @@
+"""emwatch tests: a regular package, so that no installed top-level `tests` (gmqtt ships one) shadows it."""
