@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import filterfalse
 
 import numpy as np
 import orjson
@@ -123,7 +124,8 @@ class RuleEngine:
     def unknown_devices(self, batch: IngestBatch) -> set[str]:
         """Device ids in the batch that the current registry does not know."""
         index = self.registry.device_index
-        ids = {d for d in batch.fixes.device_ids if d not in index}
+        # filterfalse over dict.__contains__ runs in C: per batch, not per fix, in Python
+        ids = set(filterfalse(index.__contains__, batch.fixes.device_ids))
         ids.update(d for d, _, _ in batch.events if d not in index)
         return ids
 
