@@ -9,7 +9,7 @@ import pytest
 
 from emwatch.store import outbox, writer
 from emwatch.store.outbox import Recipient
-from tests.notify.conftest import OFFICER, alert, commit_alert
+from tests.notify.conftest import JURISDICTION, OFFICER, SUBJECT, alert, commit_alert
 
 # 02:00 UTC = 10:00 in Shanghai; 15:00 UTC = 23:00 in Shanghai.
 MORNING = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
@@ -68,3 +68,32 @@ async def test_notifications_roll_back_with_their_alert(pool: asyncpg.Pool) -> N
             raise Abort
     assert await pool.fetchval("SELECT count(*) FROM notifications") == 0
     assert await pool.fetchval("SELECT count(*) FROM alert_events") == 0
+
+
+async def test_events_of_one_commit_each_reach_their_own_subjects_people(pool: asyncpg.Pool) -> None:
+    # A second district under a city: the city's webhook hears of both subjects, each district's
+    # officer and webhook only of their own; the events are planned together in one round trip.
+    await pool.execute("INSERT INTO jurisdictions (id, name, kind) VALUES ('j-city', 'City', 'city')")
+    await pool.execute("UPDATE jurisdictions SET parent_id = 'j-city' WHERE id = $1", JURISDICTION)
+    await pool.execute("INSERT INTO jurisdictions (id, name, kind, parent_id) VALUES ('j-other', 'O', 'district', 'j-city')")
+    await pool.execute("INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s-other', 'Other', 'j-other')")
+    await pool.execute("INSERT INTO users (username, password_hash, role, jurisdiction_id)"
+                       " VALUES ('officer-wang', 'x', 'officer', 'j-other')")
+    await pool.execute("INSERT INTO caseload (officer, subject_id, assigned_by) VALUES ('officer-wang', 's-other', 'admin')")
+    hooks = {j: await pool.fetchval("INSERT INTO webhooks (url, secret, jurisdiction_id) VALUES ($1, 's', $2)"
+                                    " RETURNING id::text", f"http://127.0.0.1:9/{j}", j)
+             for j in ("j-city", JURISDICTION, "j-other")}
+    events = [alert("serious", subject=SUBJECT), alert("serious", subject="s-other", jurisdiction="j-other"),
+              alert("serious", subject=SUBJECT, rule="zone_entry")]
+    async with pool.acquire() as conn, conn.transaction():
+        committed = await writer.write_alert_events(conn, events)
+        await conn.execute("DELETE FROM notifications")  # written one event at a time: plan them together
+        added = await outbox.enqueue_many(conn, [(c, c.seq, c.alert_id, MORNING) for c in committed])
+    rows = await pool.fetch("SELECT alert_seq, username, channel, target FROM notifications")
+    got = {(r["alert_seq"], r["username"] or r["target"]) for r in rows if r["channel"] != "webpush"}
+    mine, other, mine_again = (c.seq for c in committed)
+    expected = {
+        (seq, who) for seq in (mine, mine_again) for who in (OFFICER, hooks["j-city"], hooks[JURISDICTION])
+    } | {(other, who) for who in ("officer-wang", hooks["j-city"], hooks["j-other"])}
+    assert got == expected
+    assert added == len(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -16,15 +17,16 @@ from emwatch.model import AlertEvent
 NOTIFY_TYPES = frozenset({"alert", "confirmed"})  # a new breach, or a possible one confirmed
 SEVERITY_RANK = {"warning": 0, "serious": 1, "critical": 2}
 
-# Officers on the subject's caseload, one row per channel target they chose; then the webhooks of the
-# subject's jurisdiction and its ancestors. One round trip per alert event (alerts are rare next to fixes).
+# Officers on each subject's caseload, one row per channel target they chose; then the webhooks of each
+# subject's jurisdiction and its ancestors. One round trip for all the alert events of a commit.
 _RECIPIENTS = """
-WITH RECURSIVE up(id, parent_id) AS (
-    SELECT j.id, j.parent_id FROM jurisdictions j JOIN subjects s ON s.jurisdiction_id = j.id WHERE s.id = $1
-    UNION SELECT j.id, j.parent_id FROM jurisdictions j JOIN up ON j.id = up.parent_id
+WITH RECURSIVE up(subject_id, id, parent_id) AS (
+    SELECT s.id, j.id, j.parent_id FROM subjects s JOIN jurisdictions j ON j.id = s.jurisdiction_id
+    WHERE s.id = ANY ($1::text[])
+    UNION SELECT up.subject_id, j.id, j.parent_id FROM jurisdictions j JOIN up ON j.id = up.parent_id
 )
-SELECT c.officer AS username, ch.channel, ch.target, coalesce(p.min_severity, 'warning') AS min_severity,
-       p.quiet_start, p.quiet_end, p.timezone
+SELECT c.subject_id, c.officer AS username, ch.channel, ch.target,
+       coalesce(p.min_severity, 'warning') AS min_severity, p.quiet_start, p.quiet_end, p.timezone
 FROM caseload c
 JOIN users u ON u.username = c.officer AND NOT u.disabled
 LEFT JOIN notify_preferences p ON p.username = c.officer
@@ -32,11 +34,12 @@ CROSS JOIN LATERAL (
     SELECT 'mqtt'::text AS channel, ''::text AS target
     UNION ALL SELECT 'webpush', ps.id::text FROM push_subscriptions ps WHERE ps.username = c.officer
 ) ch
-WHERE c.subject_id = $1 AND (p.channels IS NULL OR ch.channel = ANY (p.channels))
+WHERE c.subject_id = ANY ($1::text[]) AND (p.channels IS NULL OR ch.channel = ANY (p.channels))
 UNION ALL
-SELECT NULL, 'webhook', w.id::text, w.min_severity, NULL, NULL, NULL
-FROM webhooks w
-WHERE w.enabled AND (w.jurisdiction_id IS NULL OR w.jurisdiction_id IN (SELECT id FROM up))
+SELECT s.id, NULL, 'webhook', w.id::text, w.min_severity, NULL, NULL, NULL
+FROM unnest($1::text[]) AS s (id) CROSS JOIN webhooks w
+WHERE w.enabled
+  AND (w.jurisdiction_id IS NULL OR w.jurisdiction_id IN (SELECT up.id FROM up WHERE up.subject_id = s.id))
 """
 
 _INSERT = (
@@ -100,17 +103,30 @@ def plan(
 
 async def enqueue(conn: asyncpg.Connection, ev: AlertEvent, seq: int, alert_id: int, at: datetime) -> int:
     """Insert the notifications of one committed alert event; must run in the event's transaction."""
-    if ev.type not in NOTIFY_TYPES:
+    return await enqueue_many(conn, [(ev, seq, alert_id, at)])
+
+
+async def enqueue_many(
+    conn: asyncpg.Connection, committed: Sequence[tuple[AlertEvent, int, int, datetime]]
+) -> int:
+    """Insert the notifications of committed alert events (event, seq, alert id, commit time) in two
+    round trips whatever their number; must run in the events' transaction. Returns how many rows."""
+    notable = [c for c in committed if c[0].type in NOTIFY_TYPES]
+    if not notable:
         return 0
-    rows = await conn.fetch(_RECIPIENTS, ev.subject_id)
-    planned = plan(ev, at, [Recipient(**dict(r)) for r in rows])
-    if not planned:
-        return 0
-    body = orjson.dumps(payload_of(ev, seq, alert_id)).decode()
-    await conn.executemany(
-        _INSERT, [(seq, alert_id, r.username, r.channel, r.target, body, due) for r, due in planned]
-    )
-    return len(planned)
+    recipients: dict[str, list[Recipient]] = {}
+    for r in await conn.fetch(_RECIPIENTS, sorted({ev.subject_id for ev, _, _, _ in notable})):
+        row = dict(r)
+        recipients.setdefault(row.pop("subject_id"), []).append(Recipient(**row))
+    rows = []
+    for ev, seq, alert_id, at in notable:
+        planned = plan(ev, at, recipients.get(ev.subject_id, []))
+        if planned:
+            body = orjson.dumps(payload_of(ev, seq, alert_id)).decode()
+            rows += [(seq, alert_id, r.username, r.channel, r.target, body, due) for r, due in planned]
+    if rows:
+        await conn.executemany(_INSERT, rows)
+    return len(rows)
 
 
 # Escalation (lifecycle.escalate_due appends an `escalated` event): the supervisors and operators of the
