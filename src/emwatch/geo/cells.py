@@ -7,6 +7,8 @@ import shapely
 from h3.api import basic_int as h3i
 from numpy.typing import ArrayLike, NDArray
 
+from emwatch.geo.h3_kernel import latlng_to_cells
+
 EARTH_RADIUS_M = 6_371_007.180918475  # authalic radius, as h3.great_circle_distance uses
 METRES_PER_DEGREE = 111_320.0  # of latitude; times cos(lat) for longitude (rules/accuracy.py's value)
 
@@ -19,19 +21,18 @@ _MAX_RES = 15
 #   for-loop into a preallocated array  1.15-1.47 M/s
 #   list comprehension over tolist()    1.45-1.61 M/s
 #   map(...) into np.fromiter           1.49-1.62 M/s
-#   np.frompyfunc(latlng_to_cell)       1.65-1.75 M/s   <- chosen: exact, no extra dependency
+#   np.frompyfunc(latlng_to_cell)       1.65-1.75 M/s   (the previous choice: exact, no extra dependency)
 #   h3ronpy 0.22 coordinates_to_cells   1.75-1.90 M/s   (exact, but +2 wheels for ~10%: not worth it)
-_latlng_to_cell = np.frompyfunc(h3i.latlng_to_cell, 3, 1)
+#   geo/h3_kernel.py, a numba port      2.3-2.9x np.frompyfunc in the same run   <- chosen: bit-exact
+#     (benchmarks/bench_h3.py, res 9, Hangzhou and global, 200k and 2,000-point batches: 3.1-3.3 M points
+#     per CPU-second vs 1.1-1.4 M; the box was loaded then, so wall-clock rates were lower for both)
+# Like h3-py, it raises ValueError for non-finite lat/lon or a resolution outside 0..15; the callers pass
+# validated, finite fixes.
 
 
 def cells_for(lat: NDArray[np.float64], lon: NDArray[np.float64], res: int) -> NDArray[np.uint64]:
     """H3 cell (as uint64) of every point at resolution `res`; equals h3.latlng_to_cell exactly."""
-    if len(lat) == 0:
-        return np.empty(0, dtype=np.uint64)
-    out: NDArray[np.uint64] = _latlng_to_cell(
-        np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64), res
-    ).astype(np.uint64)
-    return out
+    return latlng_to_cells(lat, lon, res)
 
 
 def cell_resolution(cells: NDArray[np.uint64]) -> NDArray[np.uint8]:
