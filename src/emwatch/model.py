@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Literal
@@ -50,6 +51,9 @@ class FixBatch:
     cell: NDArray[np.uint64]
     fresh: NDArray[np.bool_]  # newer than the device's latest evaluated fix
     suspect: NDArray[np.bool_]  # implies impossible movement: kept, but no zone rule acts on it
+    # The registry's subject ids `subject` indexes into; empty when not known (the store then looks each
+    # fix's subject up in PostgreSQL, a slower path: store/fixes.py).
+    subject_ids: Sequence[str] = ()
 
     def __len__(self) -> int:
         return len(self.fixes)

@@ -169,7 +169,8 @@ class RuleEngine:
             staged, radius, state.last_lat, state.last_lon, state.last_pos_ts, state.last_acc,
             self.config.max_speed_kmh / 3.6,
         )
-        fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect)
+        fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect,
+                             subject_ids=registry.subject_ids)
         event_device = np.array([index[d] for d, _, _ in events], dtype=np.int32)
         event_ts = np.array([e.ts for _, e, _ in events], dtype=np.int64)
         pair_checks = self._pair_rules(fix_batch, radius, events, event_device, event_ts)

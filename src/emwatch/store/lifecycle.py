@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from emwatch.store import outbox
-from emwatch.store.repo import NotFound
+from emwatch.store.repo import NotFound, subject_fixes
 from emwatch.store.writer import ALERT_SEQ_LOCK
 
 CATEGORIES = ("true_violation", "false_alarm", "technical_fault")
@@ -155,8 +155,8 @@ async def evidence_fixes(
 ) -> list[dict[str, Any]]:
     """The subject's fixes in [start, end] with their accuracy and how they were received."""
     rows = await pool.fetch(
-        "SELECT device_id, ts, lat, lon, acc, src, batt, seq, received_at FROM fixes"
-        " WHERE subject_id = $1 AND ts BETWEEN $2 AND $3 ORDER BY ts LIMIT $4",
+        "SELECT device_id, ts, lat, lon, acc, src, batt, seq, received_at"
+        f" FROM {subject_fixes('$1', 'ts BETWEEN $2 AND $3 ORDER BY ts LIMIT $4')} ORDER BY ts LIMIT $4",
         subject_id, start, end, limit,
     )
     return [dict(r) for r in rows]

@@ -130,13 +130,24 @@ async def acknowledge_alert(pool: asyncpg.Pool, alert_id: int, actor: str) -> di
     return events[0]
 
 
+def subject_fixes(subject: str, cut: str) -> str:
+    """A FROM item named `fixes`: the fixes of `subject` (an SQL expression), read per device that
+    carried that subject (migration 012) on the fixes primary key, each device's share cut by `cut`
+    ("ts ... ORDER BY ts LIMIT n"); the caller orders and limits the union again."""
+    return (
+        "(SELECT f.* FROM subject_devices sd CROSS JOIN LATERAL (SELECT * FROM fixes"
+        f" WHERE device_id = sd.device_id AND subject_id = {subject} AND {cut}) f"
+        f" WHERE sd.subject_id = {subject}) AS fixes"
+    )
+
+
 async def track(
     pool: asyncpg.Pool, subject_id: str, start: datetime, end: datetime, limit: int
 ) -> list[dict[str, Any]]:
     """A subject's fixes in [start, end), oldest first."""
     rows = await pool.fetch(
         "SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon, acc, src, batt, h3"
-        " FROM fixes WHERE subject_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4",
+        f" FROM {subject_fixes('$1', 'ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4')} ORDER BY ts LIMIT $4",
         subject_id, start, end, limit,
     )
     return [dict(r) for r in rows]

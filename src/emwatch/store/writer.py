@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import asyncpg
 import orjson
 
 from emwatch.ingest.decode import DeadLetter
-from emwatch.model import NO_SEQ, AlertEvent
+from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation
-from emwatch.store import outbox
+from emwatch.store import fixes, outbox
 
 ALERT_SEQ_LOCK = 0x656D7762  # serializes seq assignment: feed readers never see N+1 before N commits
-
-# Versioned name: pooled connections of a running older build keep their own temp table shape.
-_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS fixes_in_v2 (
-    device_id text, ts_ms bigint, lat float8, lon float8, acc real, src smallint,
-    batt smallint, seq bigint, h3 bigint, suspect boolean
-) ON COMMIT DELETE ROWS
-"""
-# subject_id by one primary-key probe per row, not a join: the temp table has no statistics, so a join
-# hashes the whole devices table every batch (4.6 ms of a 25 ms merge at 20k devices, growing with
-# the fleet); the probes cost ~2 µs each whatever the fleet size (benchmarks/bench_writer.py).
-_MERGE = f"""
-INSERT INTO fixes (device_id, ts, lat, lon, acc, src, batt, seq, h3, subject_id, suspect)
-SELECT device_id, to_timestamp(ts_ms / 1000.0), lat, lon, nullif(acc, 'NaN'),
-       (ARRAY['gps', 'wifi', 'lbs'])[src + 1], nullif(batt, -1), nullif(seq, {NO_SEQ}), h3,
-       (SELECT d.subject_id FROM devices d WHERE d.id = fixes_in_v2.device_id), suspect
-FROM fixes_in_v2
-ON CONFLICT (device_id, ts) DO NOTHING
-"""
 
 
 def ms_to_datetime(ms: int) -> datetime:
@@ -58,26 +38,10 @@ async def _write_fixes(conn: asyncpg.Connection, evaluation: Evaluation) -> int:
     return await write_fixes(conn, [evaluation])
 
 
-def _fix_records(evaluation: Evaluation) -> Iterator[tuple[object, ...]]:
-    batch = evaluation.batch
-    f = batch.fixes
-    return zip(
-        f.device_ids, f.ts.tolist(), f.lat.tolist(), f.lon.tolist(), f.acc.tolist(), f.src.tolist(),
-        f.batt.tolist(), f.seq.tolist(), batch.cell.astype("int64").tolist(), batch.suspect.tolist(),
-        strict=True,
-    )
-
-
 async def write_fixes(conn: asyncpg.Connection, evaluations: Sequence[Evaluation]) -> int:
-    """The fixes of several batches: one COPY and one merge (call once per transaction: the staging
-    table empties at COMMIT); returns how many were new (a redelivered fix is not)."""
-    if not any(len(e.batch) for e in evaluations):
-        return 0
-    await conn.execute(_STAGING)
-    records = itertools.chain.from_iterable(_fix_records(e) for e in evaluations if len(e.batch))
-    await conn.copy_records_to_table("fixes_in_v2", records=records)
-    status = await conn.execute(_MERGE)
-    return int(status.rsplit(" ", 1)[-1])
+    """The fixes of several batches (call once per transaction); returns how many were new (a
+    redelivered fix is not). See store/fixes.py."""
+    return await fixes.write_fixes(conn, [e.batch for e in evaluations])
 
 
 async def write_device_events(conn: asyncpg.Connection, evaluations: Sequence[Evaluation]) -> None:
@@ -141,8 +105,8 @@ async def write_sequenced_alerts(conn: asyncpg.Connection, events: list[AlertEve
         *columns[:3],
     ):  # not a retry of our own commit: someone else wrote these seqs
         raise RuntimeError("alert seqs taken by another writer: one pipeline per database")
-    for ev, t in zip(events, at, strict=True):
-        await outbox.enqueue(conn, ev, ev.seq, ev.alert_id, t)  # same transaction: no alert without notices
+    # same transaction: no alert without its notices
+    await outbox.enqueue_many(conn, [(ev, ev.seq, ev.alert_id, t) for ev, t in zip(events, at, strict=True)])
 
 
 async def _revise(conn: asyncpg.Connection, revised: list[AlertEvent]) -> None:
