@@ -2,6 +2,8 @@
 
 Every payload is checked with the invariants of tests/ingest/test_decode_fuzz.py: nothing escapes,
 one outcome per message (per element for a gateway batch), every dead letter names a documented reason.
+Packed (binary) gateway batches, plausible and mutated, are also checked against a slow reading of
+docs/protocol.md §1.4 (`packed_reference`): every valid row is accepted, in order, and only those.
 
 Run: .venv/bin/python benchmarks/fuzz_decode.py [--runs 1000000] [--engine random|atheris] [--seed 1]
 `atheris` (pip install atheris) is coverage-guided; `random` is a seeded structured generator.
@@ -12,8 +14,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import random
+import re
+import struct
 import sys
 import tempfile
 import time
@@ -25,6 +30,7 @@ from typing import Any
 import msgspec
 
 from emwatch.ingest.decode import Decoded, MessageDecoder
+from emwatch.ingest.packed import MAGIC, encode_batch
 
 NOW = 1_790_000_000_000
 LIMIT = 65_536
@@ -42,11 +48,58 @@ class InvariantBroken(AssertionError):
     """The decoder did something the protocol does not allow for this input."""
 
 
+def packed_reference(payload: bytes) -> list[str] | None:
+    """Device ids of the rows a packed batch must yield, in order; None when the whole payload is malformed.
+
+    Deliberately slow and literal: one struct read per field, the limits as docs/protocol.md states them."""
+    if len(payload) < 16:
+        return None
+    magic, version, flags, reserved, n, m = struct.unpack_from("<4sBBHII", payload)
+    if magic != b"EMPB" or version != 1 or flags or reserved or len(payload) != 16 + 38 * n + m:
+        return None
+    table = payload[16 + 38 * n:]
+    ids = table.split(b"\n") if n else []
+    if len(ids) != n or (n == 0 and table):
+        return None
+    good = []
+    for i in range(n):
+        (ts,) = struct.unpack_from("<q", payload, 16 + 8 * i)
+        (lat,) = struct.unpack_from("<d", payload, 16 + 8 * n + 8 * i)
+        (lon,) = struct.unpack_from("<d", payload, 16 + 16 * n + 8 * i)
+        (seq,) = struct.unpack_from("<q", payload, 16 + 24 * n + 8 * i)
+        (acc,) = struct.unpack_from("<f", payload, 16 + 32 * n + 4 * i)
+        src, batt = payload[16 + 36 * n + i], payload[16 + 37 * n + i]
+        if (re.fullmatch(rb"[A-Za-z0-9._:-]{1,128}", ids[i]) and 0 <= ts <= 2**53
+                and NOW - 7 * 86_400_000 <= ts <= NOW + 300_000 and -90 <= lat <= 90 and -180 <= lon <= 180
+                and (acc != acc or 0 <= acc <= 1e7) and src <= 2 and (batt <= 100 or batt == 255)
+                and (seq >= 0 or seq == -(2**63))):
+            good.append(ids[i].decode())
+    return good
+
+
+def check_packed(payload: bytes, out: Decoded) -> str:
+    """A packed batch: malformed = one dead letter; else exactly the valid rows, in order, nothing lost."""
+    expected = packed_reference(payload)
+    if expected is None or any("over limit" in d.reason for d in out.dead):
+        if out.fix_count or len(out.dead) != 1:
+            raise InvariantBroken("a rejected packed batch must be exactly one dead letter")
+        return "packed rejected"
+    accepted = [d for c in out.columns for d in c.device_ids]
+    if accepted != expected or out.fixes or out.events:
+        raise InvariantBroken(f"packed batch accepted {accepted}, the protocol says {expected}")
+    n = struct.unpack_from("<I", payload, 8)[0]
+    if out.fix_count + len(out.dead) != n:
+        raise InvariantBroken(f"{n} packed rows became {out.fix_count} fixes + {len(out.dead)} dead")
+    return "packed rows" if out.fix_count else "packed, no valid row"
+
+
 def check(topic: str, payload: bytes, out: Decoded) -> str:
     """Raise InvariantBroken unless `out` is a legal outcome; return a label for the tally."""
     for dead in out.dead:
         if dead.topic != topic or not any(p in dead.reason for p in REASONS):
             raise InvariantBroken(f"dead letter without a documented reason: {dead.reason!r}")
+    if topic == TOPICS[1] and payload[:4] == MAGIC:
+        return check_packed(payload, out)
     if topic != TOPICS[1]:
         if len(out.fixes) + len(out.events) + len(out.dead) != 1:
             raise InvariantBroken(f"{len(out.fixes)} fixes, {len(out.events)} events, {len(out.dead)} dead")
@@ -118,8 +171,47 @@ def generate_for(r: random.Random, topic: str) -> bytes:
     return json.dumps({"ts": NOW, "type": r.choice(EVENT_TYPES), "x": _junk(r)}).encode()
 
 
+def _packed(r: random.Random) -> bytes:
+    """A packed batch of mostly valid rows, some fields out of range; often then damaged."""
+    n = r.randrange(8)
+
+    def pick(valid: Any, *odd: Any) -> Any:
+        return r.choice(odd) if odd and r.random() < 0.1 else valid
+
+    rows = [(pick(r.choice(["dev-1", "dev-2", "gw.1:x_y"]), "", "a/b", "d\x00", "x" * 129, "é", "a b"),
+             pick(NOW - r.randrange(-300_000, 7 * 86_400_000), NOW + 400_000, -1, 2**53 + 1, -(2**63),
+                  2**63 - 1),
+             pick(r.uniform(-90, 90), 90.0000001, -91.0, math.nan, math.inf),
+             pick(r.uniform(-180, 180), 180.5, -math.inf, math.nan),
+             pick(r.choice([math.nan, r.uniform(0, 1e7)]), -0.5, 2e7, math.inf),
+             pick(r.randrange(3), 3, 255), pick(r.choice([255, r.randrange(101)]), 101, 254),
+             pick(r.choice([-(2**63), r.randrange(2**63)]), -1, -(2**63) + 1)) for _ in range(n)]
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(8)]
+    dev, ts, lat, lon, acc, src, batt, seq = columns
+    payload = encode_batch(list(dev), ts, lat, lon, acc=acc, src=src, batt=batt, seq=seq)
+    if r.random() < 0.3:
+        b = bytearray(payload)
+        for _ in range(r.randrange(1, 4)):
+            op, at = r.randrange(5), r.randrange(len(b) + 1)
+            if op == 0 and at < len(b):
+                b[at] = r.randrange(256)
+            elif op == 1:
+                del b[at:]
+            elif op == 2:
+                b.insert(at, r.choice(b"\n\x00\xff-"))
+            elif op == 3 and len(b) >= 16:  # the header lies about the count or the id table
+                lie = r.choice([0, 1, n + 1, 2**32 - 1, r.randrange(2**32)])
+                struct.pack_into("<I", b, r.choice([8, 12]), lie)
+            elif len(b) >= 8:
+                b[r.randrange(4, 8)] = r.randrange(256)  # version, flags, reserved
+        payload = bytes(b)
+    return payload
+
+
 def generate(r: random.Random) -> tuple[str, bytes]:
     """One (topic, payload): mostly plausible, often broken, sometimes hostile."""
+    if r.random() < 0.15:
+        return TOPICS[1], _packed(r)
     kind = r.randrange(100)
     if kind < 30:
         topic, payload = TOPICS[0], json.dumps(_fix(r, False)).encode()

@@ -1,8 +1,9 @@
 """Load process: publishes fixes at a fixed rate over a lean raw-socket MQTT 3.1.1 client (QoS 1).
 
 Run as several processes by the e2e benchmark, so the publisher is not what is measured:
-    python benchmarks/loadgen.py --port P --positions F --shape single|batch --rate R --seconds S
+    python benchmarks/loadgen.py --port P --positions F --shape single|batch|batch-bin --rate R --seconds S
       --part K --parts N
+`batch` publishes JSON gateway batches, `batch-bin` the same fixes as packed batches (docs/protocol.md §1.4).
 Every fix carries `ts` = the publisher's clock when sent, which the alert's `ts` echoes: the feed
 client's clock minus it is fix→alert latency. Prints one JSON line of counts and CPU seconds at the end.
 """
@@ -16,8 +17,11 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Callable
+from operator import itemgetter
 
 import numpy as np
+from numpy.typing import NDArray
 
 TICK_S = 0.005
 PROBE_PHASE = 4
@@ -98,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--positions", required=True, help="npz with lon, lat, probe_in (lon, lat), probe_out")
-    ap.add_argument("--shape", choices=["single", "batch"], required=True)
+    ap.add_argument("--shape", choices=["single", "batch", "batch-bin"], required=True)
     ap.add_argument("--rate", type=float, required=True, help="fixes/s of this process")
     ap.add_argument("--seconds", type=float, required=True)
     ap.add_argument("--part", type=int, default=0)
@@ -128,6 +132,8 @@ def main() -> None:
         dev = f'"dev":"dev-{i:07d}",' if with_dev else ""
         return f'{{{dev}"ts":{ts},"lat":{y:.6f},"lon":{x:.6f},"acc":8.0}}'.encode()
 
+    packed_batch = _packed_batches(pos, is_probe, reports) if args.shape == "batch-bin" else None
+
     cursor, start = 0, time.monotonic()
     last_ts = 0
     per_msg = 1 if args.shape == "single" else args.batch_size
@@ -146,6 +152,10 @@ def main() -> None:
                 i = int(mine[cursor % len(mine)])
                 cursor += 1
                 packets.append(publish_packet(fix_topics[i], fix(i, ts, False), pub.packet_id()))
+            elif packed_batch is not None:
+                body = packed_batch(mine[np.arange(cursor, cursor + per_msg) % len(mine)], ts)
+                cursor += per_msg
+                packets.append(publish_packet(batch_topic, body, pub.packet_id()))
             else:
                 ids = mine[np.arange(cursor, cursor + per_msg) % len(mine)].tolist()
                 cursor += per_msg
@@ -159,6 +169,27 @@ def main() -> None:
         "messages": pub.sent, "fixes": pub.sent * per_msg, "acked": pub.acked, "seconds": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
     }), flush=True)
+
+
+def _packed_batches(pos: np.lib.npyio.NpzFile, is_probe: NDArray[np.bool_], reports: NDArray[np.int64]
+                    ) -> Callable[[NDArray[np.intp], int], bytes]:
+    """A maker of packed batches with the same positions and probe phases as `fix` (vectorized)."""
+    from emwatch.ingest.packed import encode_batch  # only this shape pays for importing emwatch
+
+    lon, lat, probe_in, probe_out = pos["lon"], pos["lat"], pos["probe_in"], pos["probe_out"]
+    names = [f"dev-{i:07d}" for i in range(len(lon))]
+
+    def batch(ids: NDArray[np.intp], ts: int) -> bytes:
+        probes = ids[is_probe[ids]]
+        np.add.at(reports, probes, 1)
+        inside = (reports[ids] // PROBE_PHASE) % 2 == 1
+        where = np.where(inside[:, None], probe_in[ids], probe_out[ids])
+        x = np.where(is_probe[ids], where[:, 0], lon[ids])
+        y = np.where(is_probe[ids], where[:, 1], lat[ids])
+        dev = list(itemgetter(*ids.tolist())(names)) if len(ids) > 1 else [names[int(ids[0])]]
+        return encode_batch(dev, np.full(len(ids), ts), y, x, acc=8.0)
+
+    return batch
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ class Pipeline:
         decoded = self.decoder.decode(topic, raw, int(time.time() * 1000))
         metrics.MESSAGES_RECEIVED.inc()
         self.messages_received += 1
-        metrics.FIXES_RECEIVED.inc(len(decoded.fixes))
+        metrics.FIXES_RECEIVED.inc(decoded.fix_count)
         self._builder.add(decoded, receipt, self._connection)
         if self._builder.fix_count >= self.settings.batch_max_fixes:
             await self._flush()

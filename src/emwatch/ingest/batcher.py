@@ -1,4 +1,6 @@
-"""Micro-batching: decoded messages accumulate until N fixes or T milliseconds, then flush as one batch."""
+"""Micro-batching: decoded messages accumulate until N fixes or T milliseconds, then flush as one batch.
+
+JSON fixes are appended to lists one by one; packed batches arrive as columns and are only concatenated."""
 
 from __future__ import annotations
 
@@ -46,6 +48,8 @@ class BatchBuilder:
     messages: int = 0
     receipts: list[tuple[int, int]] = field(default_factory=list)
     connection: int = 0
+    chunks: list[FixColumns] = field(default_factory=list)  # packed messages, and the rows listed before them
+    _chunk_rows: int = 0
 
     def add(self, decoded: Decoded, receipt: tuple[int, int] | None = None, connection: int = 0) -> None:
         """Append one message's contents (and, from MQTT, its (mid, qos) and connection number)."""
@@ -68,16 +72,36 @@ class BatchBuilder:
             self.src.append(codes[fix.src])
             self.batt.append(NO_BATT if fix.batt is None else fix.batt)
             self.seq.append(NO_SEQ if fix.seq is None else fix.seq)
+        if decoded.columns:
+            if self.device_ids:  # keep arrival order: the rows appended so far go first
+                self.chunks.append(self._listed())
+                self._clear_lists()
+            self.chunks.extend(decoded.columns)
+            self._chunk_rows += sum(len(c) for c in decoded.columns)
         self.events.extend(decoded.events)
         self.dead.extend(decoded.dead)
 
     @property
     def fix_count(self) -> int:
-        return len(self.device_ids)
+        return len(self.device_ids) + self._chunk_rows
 
     def build(self) -> IngestBatch:
         """The accumulated batch; the builder must not be reused afterwards."""
-        fixes = FixColumns(
+        fixes = self._listed()
+        if self.chunks:
+            fixes = _concatenate([*self.chunks, fixes] if self.device_ids else self.chunks)
+        return IngestBatch(
+            fixes, self.events, self.dead, self.first_received, self.messages, self.receipts, self.connection
+        )
+
+    def _clear_lists(self) -> None:
+        """New lists (not cleared ones: the sealed chunk still holds the device id list)."""
+        self.device_ids, self.ts, self.lat, self.lon = [], [], [], []
+        self.acc, self.src, self.batt, self.seq = [], [], [], []
+
+    def _listed(self) -> FixColumns:
+        """The fixes appended one by one, as columns."""
+        return FixColumns(
             self.device_ids,
             np.array(self.ts, dtype=np.int64),
             np.array(self.lat, dtype=np.float64),
@@ -87,6 +111,15 @@ class BatchBuilder:
             np.array(self.batt, dtype=np.int16),
             np.array(self.seq, dtype=np.int64),
         )
-        return IngestBatch(
-            fixes, self.events, self.dead, self.first_received, self.messages, self.receipts, self.connection
-        )
+
+
+def _concatenate(parts: list[FixColumns]) -> FixColumns:
+    """One FixColumns of all rows, in order (always new arrays: chunks may be views of message payloads)."""
+    device_ids: list[str] = []
+    for part in parts:
+        device_ids.extend(part.device_ids)
+    return FixColumns(
+        device_ids,
+        *(np.concatenate([getattr(part, name) for part in parts])
+          for name in ("ts", "lat", "lon", "acc", "src", "batt", "seq")),
+    )

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import msgspec
+import numpy as np
 
+from emwatch.ingest import packed
 from emwatch.ingest import protocol as p
+from emwatch.model import FixColumns
 
 # msgspec raises RecursionError (not DecodeError) on JSON nested ~1000 deep, e.g. in an ignored field.
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
@@ -23,11 +26,17 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class Decoded:
-    """What one MQTT message contained."""
+    """What one MQTT message contained: fixes one by one (JSON) or as columns (a packed batch)."""
 
     fixes: list[tuple[str, p.Fix]] = field(default_factory=list)
     events: list[tuple[str, p.DeviceEvent, bytes]] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    columns: list[FixColumns] = field(default_factory=list)
+
+    @property
+    def fix_count(self) -> int:
+        """Accepted fixes, one by one and in columns."""
+        return len(self.fixes) + sum(len(c) for c in self.columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,9 @@ class MessageDecoder:
         self._accept(out, topic, payload, device_id, fix, now_ms)
 
     def _gateway_batch(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
+        if payload[: len(packed.MAGIC)] == packed.MAGIC:
+            self._packed_batch(out, topic, payload, now_ms)
+            return
         try:
             fixes = p.gateway_batch_decoder.decode(payload)
         except _UNDECODABLE:
@@ -111,6 +123,25 @@ class MessageDecoder:
                 out.dead.append(DeadLetter(topic, raw, f"invalid fix at index {index}: {exc}"))
                 continue
             self._accept(out, topic, raw, fix.dev, fix, now_ms)
+
+    def _packed_batch(self, out: Decoded, topic: str, payload: bytes, now_ms: int) -> None:
+        try:
+            rows = packed.unpack(payload)
+        except packed.PackedError as exc:
+            out.dead.append(DeadLetter(topic, payload, f"invalid gateway batch: {exc}"))
+            return
+        keep, columns = rows.accept(now_ms - self.max_age_ms, now_ms + self.max_future_ms)
+        if keep.all():
+            if len(rows):
+                out.columns.append(columns)
+            return
+        # Python per row only for the rejected ones, which are rare.
+        for i in np.flatnonzero(~keep).tolist():
+            bad = rows.reason(i)
+            reason = f"invalid fix at index {i}: {bad}" if bad else self._time_error(int(rows.ts[i]), now_ms)
+            out.dead.append(DeadLetter(topic, rows.row_payload(i), reason or "outside the time window"))
+        if keep.any():
+            out.columns.append(columns.take(np.flatnonzero(keep)))
 
     def _event(self, out: Decoded, topic: str, device_id: str, payload: bytes, now_ms: int) -> None:
         try:

@@ -6,15 +6,22 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+# The limits, named for the packed batch (ingest/packed.py), which checks the same ones on arrays.
+MAX_ACCURACY_M = 1e7
+MAX_EPOCH_MS = 2**53
+DEVICE_ID_MAX_LENGTH = 128
+DEVICE_ID_ALPHABET = "A-Za-z0-9._:-"  # a regex character class body
+
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]
-Accuracy = Annotated[float, msgspec.Meta(ge=0.0, le=1e7)]
+Accuracy = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_ACCURACY_M)]
 Battery = Annotated[int, msgspec.Meta(ge=0, le=100)]
-EpochMs = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_EPOCH_MS)]
 Sequence = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 # As registered through the API (schemas.Ident): anything else can never be a known device, and a
 # NUL would even fail the database lookup.
-DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+DeviceId = Annotated[str, msgspec.Meta(min_length=1, max_length=DEVICE_ID_MAX_LENGTH,
+                                       pattern=f"^[{DEVICE_ID_ALPHABET}]+$")]
 FixSource = Literal["gps", "wifi", "lbs"]
 EventType = Literal[
     "strap_open", "strap_closed", "case_open", "battery_low", "charging",
