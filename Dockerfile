@@ -22,8 +22,8 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/emwatch --crea
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels emwatch
 # Compile the numba kernels (geo/h3_kernel.py, ingest/packed.py, ...) into the image: a container then
-# starts without ~10 s of compiling per kernel, and the service user only needs to read the cache.
-RUN python -c "import emwatch.pipeline" && chmod -R a+rX /opt/emwatch/numba-cache
+# starts without ~10 s of compiling per kernel. numba only uses a cache it can write: the service user owns it.
+RUN python -c "import emwatch.pipeline" && chown -R emwatch:emwatch /opt/emwatch/numba-cache
 USER emwatch
 WORKDIR /var/lib/emwatch
 EXPOSE 8000

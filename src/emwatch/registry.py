@@ -160,14 +160,16 @@ class Registry:
         pair_start = np.zeros(len(active) + 1, dtype=np.int64)
         np.cumsum(counts, out=pair_start[1:])
         flat = [z for zs in by_subject for z in zs]
+        # last, so that they are allocated together, after the build's temporaries
+        device_ids, subject_ids = [_own_copy(d) for d in device_ids], [_own_copy(s.id) for s in active]
         return cls(
             device_index={d: i for i, d in enumerate(device_ids)},
             device_ids=device_ids,
             device_subject=device_subject,
             device_wearable=wearable,
-            subject_ids=[s.id for s in active],
-            subject_jurisdiction=[s.jurisdiction_id for s in active],
-            subject_risk=[s.risk_level for s in active],
+            subject_ids=subject_ids,
+            subject_jurisdiction=_shared_strings([s.jurisdiction_id for s in active]),
+            subject_risk=_shared_strings([s.risk_level for s in active]),
             zones=index,
             pair_start=pair_start,
             pair_zone=np.array(flat, dtype=np.int32),
@@ -175,7 +177,7 @@ class Registry:
             subject_ancestors=ancestors,
             zone_jurisdiction=zone_jur,
             schedules=ScheduleTable.build([z.schedule for z in zones]),
-            permits=PermitTable.build(permits, subject_index, index.index_of),
+            permits=PermitTable.build(permits, subject_index, _permit_zones(permits, index)),
             permit_destination=destination,
             zone_buffer_m=np.array([z.buffer_m or np.nan for z in zones], dtype=np.float64),
             device_protects=protects,
@@ -198,3 +200,23 @@ class Registry:
         """Whether each shared zone's jurisdiction is the subject's own or one of its ancestors."""
         jur = self.zone_jurisdiction[zone]
         return np.asarray((self.subject_ancestors[subject] == jur[:, None]).any(axis=1) & (jur >= 0))
+
+
+def _permit_zones(permits: Sequence[PermitRow], index: ZoneIndex) -> dict[str, int]:
+    """Zone id → index for the zones permits name (a small dict, not one of every zone)."""
+    named = {z for p in permits for z in p.zone_ids}
+    return {z: index.index_of[z] for z in named if z in index.index_of}
+
+
+def _shared_strings(values: list[str]) -> list[str]:
+    """`values` with equal strings made one object: a database driver returns a new `str` per row, and
+    a jurisdiction or risk level repeated for every subject would cost ~55 B per subject each."""
+    seen: dict[str, str] = {}
+    return [seen.setdefault(v, v) for v in values]
+
+
+def _own_copy(value: str) -> str:
+    """A new string equal to `value`. The registry outlives the rows it is built from: strings of its
+    own, allocated together, let the rows' small-object memory go back to the OS once they are dropped
+    (a kept row string pins its whole 256 KB arena)."""
+    return value.encode().decode()

@@ -144,3 +144,36 @@ def test_cells_at_another_resolution_are_refused() -> None:
     wrong = cells_for(np.array([30.305]), np.array([120.105]), 8)
     with pytest.raises(ValueError, match="resolution 9"):
         index.contains(np.zeros(1, np.int32), np.array([120.105]), np.array([30.305]), wrong)
+
+
+def test_small_polygons_are_rings_large_and_multi_stay_shapely_and_zones_read_back() -> None:
+    multi = shapely.MultiPolygon([SQUARE, shapely.box(120.2, 30.3, 120.21, 30.31)])
+    zones = [
+        Zone("small", "exclusion", HOLED, subject_id="s"),
+        Zone("county", "inclusion", county_polygon(2000), jurisdiction_id="hz"),
+        Zone("multi", "exclusion", multi, subject_id="s"),
+        Zone("circle", "exclusion", shapely.Point(LON0, LAT0), radius_m=75.0, subject_id="s"),
+    ]
+    index = ZoneIndex.build(zones)
+    assert (index.ring_of >= 0).tolist() == [True, False, False, False]
+    assert [g is None for g in index.geometries] == [True, False, False, True]
+    assert len(index.zones) == 4
+    for z, back in zip(zones, index.zones, strict=True):
+        assert (back.id, back.kind, back.radius_m, back.is_circle) == (z.id, z.kind, z.radius_m, z.is_circle)
+        assert shapely.equals_identical(back.geometry, z.geometry)
+
+
+def test_zone_ids_map_both_ways_and_survive_pickling() -> None:
+    import pickle
+
+    ids = ["b", "a", "区-7", "zone-long-id-" + "x" * 40]
+    index = ZoneIndex.build([Zone(i, "exclusion", SQUARE, subject_id="s") for i in ids])
+    back = pickle.loads(pickle.dumps(index.index_of))
+    for table in (index.index_of, back):
+        assert dict(table) == {i: k for k, i in enumerate(ids)} and list(table) == ids
+        assert [table.id_at(k) for k in range(4)] == ids
+        assert table.get("missing", -1) == -1 and "a\x00" not in table and "y" * 99 not in table
+    with pytest.raises(KeyError):
+        index.index_of["missing"]
+    with pytest.raises(ValueError, match="NUL"):
+        ZoneIndex.build([Zone("a\x00", "exclusion", SQUARE, subject_id="s")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import h3
 import numpy as np
@@ -11,6 +12,7 @@ from h3.api import basic_int as h3i
 from numpy.typing import NDArray
 
 from emwatch.geo.cells import EARTH_RADIUS_M, cell_boundaries, cell_polygons, haversine_m
+from emwatch.geo.zones import Zone
 
 MAX_INTERIOR_CELLS = 200_000  # ~20,000 km² at res 9, 1.6 MB of keys per zone; bigger zones skip the shortcut
 # Below this many cells the shortcut saves less than finding the cells costs: a small polygon's
@@ -98,3 +100,32 @@ def _dilate(cells: set[int]) -> NDArray[np.uint64]:
     for c in cells:
         grown.update(h3i.grid_disk(c, 1))
     return np.array(sorted(grown), dtype=np.uint64)
+
+
+def zone_covers(
+    zones: Sequence[Zone], geoms: NDArray[np.object_], covered: NDArray[np.bool_], res: int
+) -> tuple[NDArray[np.uint64], NDArray[np.int32]]:
+    """Sorted (cell, zone) rows of the covers of the zones where `covered` is True (`geoms`: their shapes)."""
+    cells: list[NDArray[np.uint64]] = [np.empty(0, np.uint64)]
+    owners: list[NDArray[np.int32]] = [np.empty(0, np.int32)]
+    for i in np.flatnonzero(covered).tolist():
+        z, g = zones[i], geoms[i]
+        # The cover must also hold the warning ring, or an approach would go unseen.
+        ring = z.buffer_m or 0.0
+        if z.radius_m is not None:
+            c = circle_cover(g.y, g.x, z.radius_m + ring, res)
+        else:
+            c = polygon_cover(g.buffer(_metres_as_degrees(ring, g)) if ring else g, res)
+        cells.append(c)
+        owners.append(np.full(len(c), i, dtype=np.int32))
+    all_cells, all_owners = np.concatenate(cells), np.concatenate(owners)
+    order = np.argsort(all_cells, kind="stable")
+    return all_cells[order], all_owners[order]
+
+
+def _metres_as_degrees(metres: float, geometry: shapely.Geometry) -> float:
+    """A buffer in degrees at least `metres` wide everywhere on the geometry (longitude degrees
+    shrink towards the poles, so divide by the smallest cosine over its latitudes)."""
+    _, min_lat, _, max_lat = shapely.bounds(geometry)
+    cos = max(np.cos(np.radians(max(abs(min_lat), abs(max_lat)))), 0.01)
+    return float(metres / (111_320.0 * cos))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -21,6 +20,7 @@ from emwatch.geo.h3_tables import (
     ROTATE60_CCW,
     ROTATE60_CW,
 )
+from emwatch.jit import cached_njit
 
 # Ported from the C sources h3-py 4.5.0 compiles (h3lib 4.5.0): latLngToCell and latLngToVec3 (h3Index.c,
 # vec3d.h), _vec3ToHex2d/_vec3ToClosestFace/_vec3AzimuthRads (faceijk.c), _hex2dToCoordIJK, _upAp7(r),
@@ -263,23 +263,11 @@ def _cells_into(
         out[n] = np.uint64(_with_base_cell(h, face, i, j, k, res))
 
 
-def _compile(fn: Callable[..., None]) -> Callable[..., None]:
-    """`fn` compiled now, when this module is imported, rather than on the first batch of fixes.
-
-    A cold compile takes ~10 s on the 2-core box, a load from numba's cache ~0.5 s. The cache lives in
-    __pycache__ next to this file, or, when the package is read-only, in NUMBA_CACHE_DIR or the user's
-    cache (~/.cache/numba); with none writable, compile at every start rather than fail to start.
-    """
-    signature = "void(float64[::1], float64[::1], int64, uint64[::1])"
-    try:
-        return numba.njit(signature, cache=True, nogil=True)(fn)
-    except RuntimeError as e:
-        if "no locator available" not in str(e):
-            raise
-        return numba.njit(signature, nogil=True)(fn)
-
-
-_cells_into_compiled = _compile(_cells_into)
+# Compiled when this module is imported, not on the first batch of fixes: a cold compile takes ~10 s on the
+# 2-core box, a load from numba's cache ~0.5 s (emwatch/jit.py: the cache, or none where none is writable).
+_cells_into_compiled = cached_njit("void(float64[::1], float64[::1], int64, uint64[::1])", nogil=True)(
+    _cells_into
+)
 
 
 def latlng_to_cells(lat: NDArray[np.float64], lng: NDArray[np.float64], res: int) -> NDArray[np.uint64]:

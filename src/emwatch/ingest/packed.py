@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 from emwatch.ingest import protocol
+from emwatch.jit import cached_njit
 from emwatch.model import NO_BATT, NO_SEQ, FixColumns
 
 MAGIC = b"EMPB"  # never the start of a JSON text, so it shares the JSON batch topic unambiguously
@@ -140,18 +140,7 @@ def _check_rows(ts: Any, lat: Any, lon: Any, acc: Any, src: Any, batt: Any, seq:
     return ok, batt16
 
 
-def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` compiled by numba and cached in __pycache__ (or NUMBA_CACHE_DIR); with no writable cache, compiled
-    at every start rather than failing to start (as geo/h3_kernel.py)."""
-    try:
-        return njit(cache=True, nogil=True)(fn)
-    except RuntimeError as e:
-        if "no locator available" not in str(e):
-            raise
-        return njit(nogil=True)(fn)
-
-
-_check_rows = _compiled(_check_rows)
+_check_rows = cached_njit(nogil=True)(_check_rows)  # emwatch/jit.py
 
 
 def encode_batch(device_ids: Sequence[str], ts: ArrayLike, lat: ArrayLike, lon: ArrayLike, *,

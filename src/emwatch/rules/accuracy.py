@@ -8,7 +8,6 @@ A cell-tower (LBS) fix never confirms anything.
 from __future__ import annotations
 
 import numpy as np
-import shapely
 from numpy.typing import NDArray
 
 from emwatch.geo.cells import haversine_m
@@ -39,7 +38,7 @@ def distance_to_zone_m(
         out[circle] = np.maximum(centre - zones.radius_m[z], 0.0)
     poly = ~circle
     if poly.any():
-        degrees = shapely.distance(zones.geometries[zone[poly]], shapely.points(lon[poly], lat[poly]))
+        degrees = zones.planar_distance(zone[poly], lon[poly], lat[poly])
         # A degree of longitude is the shortest degree at this latitude: the conversion can only shrink.
         out[poly] = degrees * METRES_PER_DEGREE * np.cos(np.radians(np.abs(lat[poly])))
     return out
