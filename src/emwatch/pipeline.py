@@ -25,6 +25,7 @@ from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.alerts.timeline import Revision
 from emwatch.feed.hub import AlertFeed
 from emwatch.feed.ledger import AlertLedger, EpisodeKey
+from emwatch.heap import release_free_heap
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.source import BrokerLink, consume_forever
@@ -180,6 +181,7 @@ class Pipeline:
         else:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
+        release_free_heap()  # the rows just parsed are garbage now
         metrics.REGISTRY_RELOADS.inc()
         log.info("registry loaded: %d devices, %d subjects, %d zones",
                  len(registry.device_ids), len(registry.subject_ids), len(registry.zones.zones))
