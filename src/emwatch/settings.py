@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     http_host: str = Field("127.0.0.1", description="HTTP/WebSocket listen address.")
     http_port: int = Field(8000, description="HTTP/WebSocket listen port.")
     mqtt_client_id: str = Field("emwatch-ingest", description="MQTT client id (persistent session key).")
+    mqtt_client: Literal["gmqtt", "aiomqtt"] = Field(
+        "gmqtt", description="MQTT library of the ingest source (gmqtt: ~1/3 of aiomqtt's CPU per message)."
+    )
     mqtt_session_expiry_s: int = Field(86_400, description="How long the broker keeps our session offline.")
     topic_prefix: str = Field("em/v1", description="Root of the wire-protocol topics.")
     batch_max_fixes: int = Field(2_000, description="Flush a micro-batch at this many fixes...")

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
+
+if TYPE_CHECKING:
+    from emwatch.ingest.source import OnLink, OnMessage, Receipt
+    from emwatch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PLAIN_SCHEMES = {"mqtt": 1883, "tcp": 1883}
 TLS_SCHEMES = {"mqtts": 8883, "ssl": 8883}
@@ -166,3 +175,56 @@ def acknowledge(client: aiomqtt.Client, receipts: list[tuple[int, int]]) -> None
     for mid, qos in receipts:
         if qos > 0:
             paho.ack(mid, qos)
+
+
+class AiomqttLink:
+    """The ingest interface's BrokerLink (ingest/source.py) over one connected aiomqtt client."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+
+    def acknowledge(self, receipts: list[Receipt]) -> None:
+        acknowledge(self.client, receipts)
+
+    async def publish(self, topic: str, payload: bytes) -> None:
+        try:
+            await self.client.publish(topic, payload, qos=1)
+        except aiomqtt.MqttError as exc:
+            log.debug("MQTT publish to %s failed: %s", topic, exc)
+
+
+async def consume_forever(settings: Settings, on_message: OnMessage, on_link: OnLink) -> None:
+    """The aiomqtt source: subscribe on a persistent session with manual PUBACKs, hand every message to
+    `on_message`, reconnect (and resubscribe) with backoff forever."""
+    assert settings.mqtt_url is not None
+    broker = BrokerAddress.parse(settings.mqtt_url)  # logged without the password
+    backoff = 0.5
+    while True:
+        try:
+            client = make_client(settings.mqtt_url, settings.mqtt_client_id, manual_ack=True)
+            async with client:
+                for topic in subscription_topics(settings.topic_prefix):
+                    await client.subscribe(topic, qos=1)
+                on_link(AiomqttLink(client))
+                backoff = 0.5
+                log.info("subscribed to %s:%d (aiomqtt)", broker.host, broker.port)
+                queued = client._queue  # aiomqtt's own, filled by paho's burst reads (see above)
+                async for message in client.messages:
+                    await on_message(message.topic.value, _bytes(message.payload), (message.mid, message.qos))
+                    # Take what a burst read already queued directly: the iterator costs a task and an
+                    # asyncio.wait (several loop turns) per message, and falls behind the reads.
+                    # Bounded, so a deep backlog still hands the loop back between batches' worth.
+                    for _ in range(settings.batch_max_fixes):
+                        if queued.empty():
+                            break
+                        m = queued.get_nowait()
+                        await on_message(m.topic.value, _bytes(m.payload), (m.mid, m.qos))
+        except aiomqtt.MqttError as exc:
+            on_link(None)
+            log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 15.0)
+
+
+def _bytes(payload: object) -> bytes:
+    return payload if isinstance(payload, bytes) else str(payload).encode()
