@@ -29,7 +29,7 @@ MOSQUITTO_CONF = """listener {port} 127.0.0.1
 allow_anonymous true
 persistence false
 max_queued_messages 1000000
-max_inflight_messages 10000
+max_inflight_messages 50000
 set_tcp_nodelay true
 log_dest stderr
 log_type error
