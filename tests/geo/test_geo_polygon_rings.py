@@ -85,7 +85,8 @@ def test_contains_and_distance_equal_shapely(seed: int) -> None:
     assert (rings.contains(p, x, y) == shapely.contains_xy(g, x, y)).all()
     distance = rings.distance(p, x, y)
     assert (distance == shapely.distance(g, shapely.points(x, y))).all()
-    assert ((distance == 0) == shapely.intersects_xy(g, x, y)).all()
+    # (not `distance == 0` ⇔ intersects: GEOS itself rounds some points a hair off an edge to distance 0
+    # while `intersects_xy` says no; seed 99142 finds one)
 
 
 def test_rings_round_trip_to_the_same_polygons() -> None:

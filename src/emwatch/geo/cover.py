@@ -35,6 +35,14 @@ def estimated_cell_count(geometry: shapely.Geometry, res: int) -> float:
     return area_m2 / float(h3.average_hexagon_area(res, "m^2"))
 
 
+def estimated_cell_counts(geometries: NDArray[np.object_], res: int) -> NDArray[np.float64]:
+    """estimated_cell_count of each geometry, in one pass over all of them."""
+    bounds = shapely.bounds(geometries).reshape(-1, 4)
+    lat_mid = (bounds[:, 1] + bounds[:, 3]) / 2
+    area_m2 = shapely.area(geometries) * _M_PER_DEG**2 * np.cos(np.radians(lat_mid))
+    return np.asarray(area_m2 / float(h3.average_hexagon_area(res, "m^2")), dtype=np.float64)
+
+
 def interior_cells(
     geometry: shapely.Geometry, res: int, max_cells: int = MAX_INTERIOR_CELLS,
     min_cells: float = MIN_INTERIOR_CELLS,

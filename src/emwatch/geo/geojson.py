@@ -42,8 +42,12 @@ def zones_from_geojson(obj: Mapping[str, Any]) -> list[Zone]:
     return zones
 
 
-def zone_from_feature(feature: Mapping[str, Any]) -> Zone:
-    """Parse one GeoJSON Feature into a Zone, or raise ZoneError saying what is wrong."""
+def zone_from_feature(feature: Mapping[str, Any], geometry: shapely.Geometry | None = None) -> Zone:
+    """Parse one GeoJSON Feature into a Zone, or raise ZoneError saying what is wrong.
+
+    `geometry`, when given, is the feature's geometry already parsed and checked in bulk
+    (geojson_bulk.geometries_from_geojson) and is used instead of parsing feature["geometry"].
+    """
     if not isinstance(feature, Mapping) or feature.get("type") != "Feature":
         raise ZoneError("expected a GeoJSON object with type 'Feature'")
     props = feature.get("properties")
@@ -56,7 +60,8 @@ def zone_from_feature(feature: Mapping[str, Any]) -> Zone:
     name = props.get("name", "")
     if not isinstance(name, str):
         raise ZoneError("name must be a string")
-    geometry = _geometry(feature.get("geometry"))
+    if geometry is None:
+        geometry = _geometry(feature.get("geometry"))
     radius_m = _radius(props.get("radius_m"), is_point=isinstance(geometry, shapely.Point))
     scope = {k: props[k] for k in SCOPE_KEYS if props.get(k) is not None}
     if len(scope) != 1:
