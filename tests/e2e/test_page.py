@@ -155,14 +155,18 @@ async def test_officer_enables_push_and_a_pushed_alert_opens_on_the_page(
                 cdp.on("ServiceWorker.workerRegistrationUpdated", lambda e: registrations.extend(e["registrations"]))
                 await cdp.send("ServiceWorker.enable")
                 await wait_until(lambda: bool(registrations), "DevTools listed no service worker")
-                await cdp.send("ServiceWorker.deliverPushMessage", {
-                    "origin": service.base_url, "registrationId": registrations[0]["registrationId"],
-                    "data": json.dumps(message),
-                })
+                push_message = {"origin": service.base_url, "registrationId": registrations[0]["registrationId"],
+                                "data": json.dumps(message)}
+                await cdp.send("ServiceWorker.deliverPushMessage", push_message)
                 shown: list[dict[str, Any]] = []
-                deadline = time.monotonic() + 10
+                deadline, redeliver_at = time.monotonic() + 10, time.monotonic() + 3
                 while not shown:  # wait_for_function does not wait for a promise's value to be truthy
                     assert time.monotonic() < deadline, "the service worker showed no notification"
+                    if time.monotonic() > redeliver_at:
+                        # About 1 run in 5 (Chromium 156), a push delivered through DevTools showed nothing
+                        # within 10 s, cause not found; a push service redelivers too. Same tag: one notification.
+                        await cdp.send("ServiceWorker.deliverPushMessage", push_message)
+                        redeliver_at = time.monotonic() + 3
                     shown = await page.evaluate(
                         "navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.map("
                         "n => ({title: n.title, body: n.body, tag: n.tag, data: n.data,"
