@@ -27,7 +27,6 @@ class Settings(BaseSettings):
     mqtt_client: Literal["gmqtt", "aiomqtt"] = Field(
         "gmqtt", description="MQTT library of the ingest source (gmqtt: ~1/3 of aiomqtt's CPU per message)."
     )
-    mqtt_session_expiry_s: int = Field(86_400, description="How long the broker keeps our session offline.")
     topic_prefix: str = Field("em/v1", description="Root of the wire-protocol topics.")
     batch_max_fixes: int = Field(2_000, description="Flush a micro-batch at this many fixes...")
     batch_max_ms: int = Field(50, description="...or this many milliseconds after its first fix.")
