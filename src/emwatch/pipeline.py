@@ -122,9 +122,7 @@ class Pipeline:
         # second time in the way of the first batch (seconds at 100k subjects).
         listener = asyncio.create_task(self.config_listener.run(), name="config-listener")
         try:
-            await self._start_feed()
-            await self.config_listener.wait_listening(LISTEN_WAIT_S)
-            await self._load()
+            await self._start()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(_join(listener), name="config-listener")
                 tg.create_task(self._consume_forever(), name="mqtt-consume")
@@ -136,6 +134,23 @@ class Pipeline:
             listener.cancel()
             # Cancellation skips the MQTT stage's own `except`: clear its state here.
             self._client, self.mqtt_connected = None, False
+
+    async def _start(self) -> None:
+        """Read what the stages start from, retrying while the database goes away under us (the
+        start waited for it, but it may restart a moment later: a chaos run caught that window)."""
+        delay = 0.5
+        while True:
+            try:
+                await self._start_feed()
+                await self.config_listener.wait_listening(LISTEN_WAIT_S)
+                await self._load()
+                return
+            except DATABASE_DOWN as exc:
+                raise_if_cancelling()
+                log.warning("start postponed: database unavailable (%s: %s); retrying in %.1f s",
+                            type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
     async def _start_feed(self) -> None:
         """Continue the feed's seqs and the alert ids after what the database holds."""
