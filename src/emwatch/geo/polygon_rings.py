@@ -61,18 +61,22 @@ class PolygonRings:
         self, polygon: NDArray[np.integer[Any]], x: NDArray[np.float64], y: NDArray[np.float64]
     ) -> NDArray[np.bool_]:
         """Whether point i lies in the interior of polygon[i] (shapely `contains_xy`)."""
-        out = np.empty(len(polygon), dtype=np.bool_)
-        _contains(self.ring_start, self.coord_start, self.x, self.y,
-                  np.asarray(polygon, np.int64), np.asarray(x, np.float64), np.asarray(y, np.float64), out)
+        out: NDArray[np.bool_] = self._per_point(_contains, np.bool_, polygon, x, y)
         return out
 
     def distance(
         self, polygon: NDArray[np.integer[Any]], x: NDArray[np.float64], y: NDArray[np.float64]
     ) -> NDArray[np.float64]:
         """Planar distance from point i to polygon[i], 0 inside or on it (shapely `distance`)."""
-        out = np.empty(len(polygon), dtype=np.float64)
-        _distance(self.ring_start, self.coord_start, self.x, self.y,
-                  np.asarray(polygon, np.int64), np.asarray(x, np.float64), np.asarray(y, np.float64), out)
+        out: NDArray[np.float64] = self._per_point(_distance, np.float64, polygon, x, y)
+        return out
+
+    def _per_point(self, kernel: Any, dtype: Any, polygon: NDArray[np.integer[Any]], x: NDArray[np.float64],
+                   y: NDArray[np.float64]) -> NDArray[Any]:
+        """One answer of `kernel` per (polygon[i], x[i], y[i]), written into a new array of `dtype`."""
+        out = np.empty(len(polygon), dtype=dtype)
+        kernel(self.ring_start, self.coord_start, self.x, self.y,
+               np.asarray(polygon, np.int64), np.asarray(x, np.float64), np.asarray(y, np.float64), out)
         return out
 
     def geometry(self, p: int) -> shapely.Polygon:

@@ -23,13 +23,11 @@ from emwatch.feed.ledger import AlertLedger
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation
 from emwatch.store import writer
+from emwatch.store.db import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 # What a lost or refused connection looks like through asyncpg (a query error is not among them).
-DATABASE_DOWN = (
-    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
-    asyncpg.InternalClientError, asyncpg.AdminShutdownError,
-)
+DATABASE_DOWN = CONNECTION_ERRORS
 BUFFER_FIXES = Gauge("emwatch_commit_buffer_fixes", "Fixes evaluated and published, not yet committed.")
 BUFFER_FULL = Counter("emwatch_commit_buffer_full_total", "Times evaluation waited for the write buffer.")
 
