@@ -7,8 +7,10 @@ import hashlib
 import pickle
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -42,38 +44,55 @@ class Built:
     cached: bool
 
 
-def _code_key() -> str:
-    """Hash of the code a registry build depends on: a change there invalidates cached builds."""
-    root = Path(emwatch.__file__).parent
+def _digest(paths: list[Path]) -> str:
     digest = hashlib.sha256()
-    for path in sorted([*root.glob("geo/*.py"), root / "registry.py", Path(__file__).with_name("scene.py")]):
+    for path in sorted(paths):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def built(n_subjects: int, seed: int = 42) -> Built:
-    """Scene + registry for n_subjects, from the on-disk cache when the code has not changed."""
-    path = CACHE / f"registry-{n_subjects}-{seed}-{_code_key()}.pickle"
+def _code_key() -> str:
+    """Hash of the code a registry build depends on: a change there invalidates cached builds."""
+    root = Path(emwatch.__file__).parent
+    return _digest([*root.glob("geo/*.py"), root / "registry.py", Path(__file__).with_name("scene.py")])
+
+
+def _cached(path: Path, make: Callable[[], Any]) -> tuple[Any, bool]:
+    """The pickled value at `path`, else make() pickled there (older versions of the same name go)."""
     if path.exists():
         with path.open("rb") as f:
-            scene, registry, build_s = pickle.load(f)
-        geoms = registry.zones.geometries
-        polygons = np.array([g is not None for g in geoms], dtype=bool)
-        shapely.prepare(geoms[polygons])  # prepared state does not survive pickling
-        return Built(scene, registry, build_s, cached=True)
-    scene = build_scene(n_subjects, seed)
-    t0 = time.perf_counter()
-    registry = scene.registry()
-    build_s = time.perf_counter() - t0
+            return pickle.load(f), True
+    value = make()
     CACHE.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
-        pickle.dump((scene, registry, build_s), f, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
     tmp.rename(path)
-    for stale in CACHE.glob(f"registry-{n_subjects}-{seed}-*.pickle"):
-        if stale != path:  # built by code that has changed since
+    stem = path.name.rsplit("-", 1)[0]
+    for stale in CACHE.glob(f"{stem}-*.pickle"):
+        if stale != path:  # made by code that has changed since
             stale.unlink()
-    return Built(scene, registry, build_s, cached=False)
+    return value, False
+
+
+def built(n_subjects: int, seed: int = 42) -> Built:
+    """Scene + registry for n_subjects, from the on-disk cache when the code has not changed. The scene
+    (minutes at 700k) is cached apart from the registry, so that a change to geo/ rebuilds only the latter."""
+    scene_key = _digest([Path(__file__).with_name("scene.py")])
+    scene, _ = _cached(CACHE / f"scene-{n_subjects}-{seed}-{scene_key}.pickle",
+                       lambda: build_scene(n_subjects, seed))
+
+    def build() -> tuple[Registry, float]:
+        t0 = time.perf_counter()
+        registry = scene.registry()
+        return registry, time.perf_counter() - t0
+
+    (registry, build_s), cached = _cached(CACHE / f"registry-{n_subjects}-{seed}-{_code_key()}.pickle", build)
+    if cached:
+        geoms = registry.zones.geometries
+        polygons = np.array([g is not None for g in geoms], dtype=bool)
+        shapely.prepare(geoms[polygons])  # prepared state does not survive pickling
+    return Built(scene, registry, build_s, cached=cached)
 
 
 def containment_pass(
