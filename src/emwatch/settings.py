@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = Field(
         None, description="HMAC key signing tokens. Unset: random per process (logins end on restart)."
     )
+    totp_keys: SecretStr | None = Field(
+        None,
+        description="Fernet keys (comma-separated, newest first) sealing TOTP secrets at rest. Unset: unsealed.",
+    )
     access_token_ttl_s: int = Field(900, ge=10, description="Lifetime of an access token.")
     login_max_failures: int = Field(5, ge=1, description="Failed logins of one username before a lockout...")
     login_ip_max_failures: int = Field(

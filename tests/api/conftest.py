@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from emwatch.api.deps import Services
 from tests.e2e.conftest import COUNTY, OUTSIDE, Service, _polygon_feature, now_ms, running_service
@@ -29,6 +31,7 @@ USERS = {  # name: (role, jurisdiction)
     "off3": ("officer", "o3"),
 }
 ESCALATE_AFTER_MIN = 5.0
+TOTP_KEY = Fernet.generate_key().decode()  # TOTP secrets sealed at rest, as in production
 
 
 class FakeClock:
@@ -88,7 +91,7 @@ async def world(database_factory: Any, mqtt_url: str) -> AsyncIterator[World]:
     clock = FakeClock()
     minutes = {"critical": ESCALATE_AFTER_MIN, "serious": ESCALATE_AFTER_MIN, "warning": ESCALATE_AFTER_MIN}
     async with running_service(await database_factory(), mqtt_url, clock, escalation_check_s=3600.0,
-                               escalate_after_min=minutes) as (service, app):
+                               escalate_after_min=minutes, totp_keys=SecretStr(TOTP_KEY)) as (service, app):
         w = World(service, app.state.services, clock, f"t{secrets.token_hex(3)}")
         admin = service.http
         for short, kind, parent in TREE:

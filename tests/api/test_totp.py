@@ -7,7 +7,10 @@ from typing import Any
 
 import httpx
 import pyotp
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
+from emwatch.api.totp_seal import SEALED_PREFIX, TotpSealer
 from tests.api.conftest import PASSWORD, World
 
 
@@ -98,3 +101,29 @@ async def test_enabled_factor_cannot_be_replaced_by_the_user_but_an_admin_can_re
     assert (await _login(world, name)).status_code == 200
     rows = (await world.service.http.get("/api/audit", params={"target_id": name, "target_type": "user"})).json()
     assert {"totp.enroll", "totp.confirm", "totp.reset"} <= {row["action"] for row in rows}
+
+
+async def test_secrets_are_stored_sealed_and_an_unsealed_one_is_sealed_at_its_next_good_login(
+    world: World,
+) -> None:
+    name, client, totp, _ = await _enrolled(world)
+    await client.aclose()
+    stored = await world.svc.pool.fetchval("SELECT totp_secret FROM users WHERE username = $1", name)
+    assert stored.startswith(SEALED_PREFIX) and totp.secret not in stored
+
+    # a secret stored before sealing was configured: still accepted, and sealed once a code proves it
+    await world.svc.pool.execute("UPDATE users SET totp_secret = $2 WHERE username = $1", name, totp.secret)
+    r = await _login(world, name, totp.at(world.clock(), counter_offset=1))
+    assert r.status_code == 200, r.text
+    stored = await world.svc.pool.fetchval("SELECT totp_secret FROM users WHERE username = $1", name)
+    assert stored.startswith(SEALED_PREFIX) and world.svc.totp.open(stored) == totp.secret
+
+
+async def test_a_secret_sealed_with_an_unknown_key_is_a_503_that_names_the_setting(world: World) -> None:
+    name, client, totp, _ = await _enrolled(world)
+    await client.aclose()
+    foreign = TotpSealer(SecretStr(Fernet.generate_key().decode())).seal(totp.secret)
+    await world.svc.pool.execute("UPDATE users SET totp_secret = $2 WHERE username = $1", name, foreign)
+    r = await _login(world, name, totp.at(world.clock(), counter_offset=1))
+    assert r.status_code == 503
+    assert "EMWATCH_TOTP_KEYS" in r.json()["detail"]

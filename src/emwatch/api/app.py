@@ -34,6 +34,7 @@ from emwatch.api.background import bootstrap_admin, escalation_loop
 from emwatch.api.deps import Services
 from emwatch.api.health import ServiceHealth
 from emwatch.api.tokens import TokenIssuer
+from emwatch.api.totp_seal import TotpSealer
 from emwatch.feed.hub import AlertFeed
 from emwatch.notify.service import running_notifier
 from emwatch.pipeline import Pipeline
@@ -65,7 +66,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
             feed = AlertFeed(settings.feed_queue_max, last_seq=last_seq)
             pipeline = Pipeline(settings, pool, feed)
             await bootstrap_admin(pool, settings.bootstrap_admin)
-            svc = Services(settings, pool, feed, pipeline, TokenIssuer(settings, clock), clock)
+            tokens, sealer = TokenIssuer(settings, clock), TotpSealer(settings.totp_keys)
+            svc = Services(settings, pool, feed, pipeline, tokens, clock, sealer)
             app.state.services = svc
             task = asyncio.create_task(pipeline.run(), name="pipeline")
             health.watch_pipeline(task)  # a dead pipeline: /healthz 503 and the server asked to stop

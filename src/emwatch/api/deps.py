@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import Request
 
 from emwatch.api.tokens import TokenIssuer
+from emwatch.api.totp_seal import TotpSealer
 from emwatch.feed.hub import AlertFeed
 from emwatch.pipeline import Pipeline
 from emwatch.settings import Settings
@@ -24,6 +25,7 @@ class Services:
     pipeline: Pipeline
     tokens: TokenIssuer
     clock: Callable[[], float]  # epoch seconds; tests move it to expire tokens and escalate alerts
+    totp: TotpSealer
 
 
 def services(request: Request) -> Services:

@@ -164,6 +164,14 @@ async def set_totp_secret(pool: asyncpg.Pool, username: str, secret: str | None)
     return bool(status.endswith(" 1"))
 
 
+async def reseal_totp_secret(pool: asyncpg.Pool, username: str, stored: str, sealed: str) -> bool:
+    """Replace a stored TOTP secret by its newly sealed form, unless it changed meanwhile."""
+    status = await pool.execute(
+        "UPDATE users SET totp_secret = $3 WHERE username = $1 AND totp_secret = $2", username, stored, sealed
+    )
+    return bool(status == "UPDATE 1")
+
+
 async def use_totp_step(pool: asyncpg.Pool, username: str, step: int, enable: bool = False) -> bool:
     """Accept a code of time step `step` once (and enable the factor); False if that step was used."""
     status = await pool.execute(
