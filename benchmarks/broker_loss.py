@@ -33,7 +33,8 @@ from typing import Any
 
 import aiomqtt
 
-from emwatch.embedded import _mosquitto_binary, free_port
+from emwatch.embedded import _mosquitto_binary
+from emwatch.server_process import free_port
 
 # (name, autosave_on_changes, autosave_interval): the interval counts changes when on_changes is true,
 # seconds otherwise.

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from emwatch.embedded import free_port, local_mosquitto, local_postgres
+from emwatch.embedded import local_mosquitto, local_postgres
+from emwatch.server_process import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = ("chaos-admin", "chaos-admin-password")

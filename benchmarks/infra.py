@@ -18,8 +18,9 @@ import orjson
 import psutil
 from scene import Scene
 
-from emwatch.embedded import free_port, local_postgres
+from emwatch.embedded import local_postgres
 from emwatch.geo.geojson import zone_to_feature
+from emwatch.server_process import free_port
 from emwatch.store.db import migrate
 
 ADMIN = ("bench-admin", "bench-admin-password")

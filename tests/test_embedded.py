@@ -9,7 +9,8 @@ from urllib.parse import urlsplit
 import aiomqtt
 import asyncpg
 
-from emwatch.embedded import free_port, local_mosquitto, local_postgres, services
+from emwatch.embedded import local_mosquitto, local_postgres, services
+from emwatch.server_process import free_port
 from emwatch.settings import Settings
 
 

@@ -1,6 +1,7 @@
 """Embedded defaults: run PostgreSQL and Mosquitto as child processes with their data under one directory.
 
 Servers are stopped on exit and their data is kept, so the next start on the same directory reuses it.
+Starting, waiting for and stopping a child server: emwatch/server_process.py.
 """
 
 from __future__ import annotations
@@ -8,10 +9,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emwatch.server_process import (
+    START_TIMEOUT_S,
+    claim_port,
+    log_tail,
+    stop_server,
+    unprivileged_prefix,
+    wait_for_port,
+)
+
 if TYPE_CHECKING:
     from emwatch.settings import Settings
 
@@ -27,8 +35,6 @@ log = logging.getLogger(__name__)
 
 PG_USER = "postgres"
 PG_DATABASE = "emwatch"
-START_TIMEOUT_S = 60.0
-DIRECTORY_CAPS = ((2, "dac_read_search"), (1, "dac_override"))  # (bit, name), narrowest first
 
 _AMQTT_BROKER = """
 import asyncio, signal, sys
@@ -45,82 +51,6 @@ async def main() -> None:
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _claim_port(port: int | None) -> int:
-    """`port`, or a free one; fail early if another server has it (we would talk to that one instead)."""
-    if port is None:
-        return free_port()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As the servers do: connections of a previous run in TIME_WAIT must not block a restart.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-            sock.listen(1)  # with SO_REUSEADDR only a listening socket conflicts; prove none exists
-        except OSError as exc:
-            raise RuntimeError(f"port {port} on 127.0.0.1 is already in use") from exc
-    return port
-
-
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals, name: str) -> None:
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            log.warning("%s (pid %d) did not stop in 30 s; killing it", name, proc.pid)
-            proc.kill()
-            proc.wait()
-    log.info("stopped %s (pid %d)", name, proc.pid)
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                if proc.poll() is None:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    _stop(proc, signal.SIGKILL, name)
-    raise RuntimeError(f"{name} did not start on port {port}; log {log_path}:\n{_log_tail(log_path)}")
-
-
-def _unprivileged_prefix(data_dir: Path) -> list[str]:
-    """Command prefix that runs a server as an unprivileged user when we are root (postgres refuses root)."""
-    if os.geteuid() != 0:
-        return []
-    try:
-        user = pwd.getpwnam("postgres")
-    except KeyError:
-        user = pwd.getpwnam("nobody")
-    for path in [data_dir, *data_dir.rglob("*")]:
-        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
-    prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    status = Path("/proc/self/status").read_text().splitlines()
-    effective = int(next(ln for ln in status if ln.startswith("CapEff:")).split()[1], 16)
-    # A capability to pass through directories only root may enter (/root, pytest's temp dir).
-    cap = next((name for bit, name in DIRECTORY_CAPS if effective & (1 << bit)), None)
-    if cap is not None:
-        prefix += [f"--inh-caps=+{cap}", f"--ambient-caps=+{cap}"]
-    return [*prefix, "--"]
 
 
 def _pg_bindir() -> Path | None:
@@ -149,14 +79,14 @@ def local_postgres(data_dir: Path, port: int | None = None, *, fast: bool = Fals
         return
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
-    prefix = _unprivileged_prefix(data_dir)
+    prefix = unprivileged_prefix(data_dir)
     if not any(data_dir.iterdir()):
         initdb = [str(bindir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", PG_USER, "-E", "UTF8"]
         done = subprocess.run([*prefix, *initdb, "--no-sync"], cwd=data_dir, capture_output=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed in {data_dir}:\n{done.stdout.decode()}{done.stderr.decode()}")
         log.info("initialised a PostgreSQL cluster in %s", data_dir)
-    port = _claim_port(port)
+    port = claim_port(port)
     socket_dir = str(data_dir) if len(str(data_dir)) < 90 else ""  # Unix socket paths max out at 107 bytes
     settings = ["listen_addresses=127.0.0.1", f"unix_socket_directories={socket_dir}", "max_connections=200"]
     if fast:
@@ -174,7 +104,7 @@ def local_postgres(data_dir: Path, port: int | None = None, *, fast: bool = Fals
         log.info("started PostgreSQL %s on 127.0.0.1:%d (pid %d, data %s)", bindir, port, proc.pid, data_dir)
         yield f"postgresql://{PG_USER}@127.0.0.1:{port}/{PG_DATABASE}"
     finally:
-        _stop(proc, signal.SIGINT, "PostgreSQL")  # SIGINT is "fast" shutdown: does not wait for clients
+        stop_server(proc, signal.SIGINT, "PostgreSQL")  # SIGINT is "fast" shutdown: does not wait for clients
 
 
 def _wait_for_postgres(bindir: Path, port: int, proc: subprocess.Popen[bytes], log_path: Path,
@@ -191,11 +121,11 @@ def _wait_for_postgres(bindir: Path, port: int, proc: subprocess.Popen[bytes], l
                 subprocess.run(create, capture_output=True, check=True)
             return
         time.sleep(0.1)
-    _stop(proc, signal.SIGKILL, "PostgreSQL")
+    stop_server(proc, signal.SIGKILL, "PostgreSQL")
     hint = " (as root it runs as an unprivileged user, who must reach it)" if os.geteuid() == 0 else ""
     raise RuntimeError(
         f"PostgreSQL did not start on port {port} with data {data_dir}{hint}; log {log_path}:\n"
-        f"{_log_tail(log_path)}"
+        f"{log_tail(log_path)}"
     )
 
 
@@ -275,7 +205,7 @@ def local_mosquitto(
     """
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _claim_port(port)
+    port = claim_port(port)
     if mosquitto := _mosquitto_binary():
         config = data_dir / "mosquitto.conf"
         config.write_text(_mosquitto_config(data_dir, port, auth, extra_config, persist))
@@ -296,11 +226,11 @@ def local_mosquitto(
         proc = subprocess.Popen(cmd, cwd=data_dir, stdin=subprocess.DEVNULL, stdout=log_file,
                                 stderr=log_file, start_new_session=True)
     try:
-        _wait_for_port(port, proc, name, log_path)
+        wait_for_port(port, proc, name, log_path)
         log.info("started %s on 127.0.0.1:%d (pid %d, data %s)", name, port, proc.pid, data_dir)
         yield f"mqtt://127.0.0.1:{port}"
     finally:
-        _stop(proc, signal.SIGTERM, name)
+        stop_server(proc, signal.SIGTERM, name)
 
 
 @contextmanager

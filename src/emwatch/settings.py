@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     )
     totp_keys: SecretStr | None = Field(
         None,
-        description="Fernet keys (comma-separated, newest first) sealing TOTP secrets at rest. Unset: unsealed.",
+        description="Fernet keys (comma-separated, newest first) sealing TOTP secrets at rest (unset: not).",
     )
     access_token_ttl_s: int = Field(900, ge=10, description="Lifetime of an access token.")
     login_max_failures: int = Field(5, ge=1, description="Failed logins of one username before a lockout...")

@@ -19,9 +19,9 @@ import websockets
 from fastapi import FastAPI
 
 from emwatch.api.app import create_app
-from emwatch.embedded import free_port
 from emwatch.ingest.mqtt import make_client
 from emwatch.pipeline import Pipeline
+from emwatch.server_process import free_port
 from emwatch.settings import Settings
 
 ADMIN_USER, ADMIN_PASSWORD = "admin", "admin-test-password"

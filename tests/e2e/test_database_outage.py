@@ -16,11 +16,12 @@ import aiomqtt
 import asyncpg
 import orjson
 
-from emwatch.embedded import free_port, local_postgres
+from emwatch.embedded import local_postgres
 from emwatch.feed.hub import AlertFeed
 from emwatch.ingest.mqtt import make_client
 from emwatch.model import AlertEvent
 from emwatch.pipeline import Pipeline
+from emwatch.server_process import free_port
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
 from tests.e2e.conftest import INSIDE, OUTSIDE, feed, now_ms, running_service

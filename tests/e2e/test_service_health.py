@@ -20,9 +20,9 @@ from fastapi import FastAPI
 from emwatch import cli, metrics
 from emwatch.api.app import create_app
 from emwatch.api.health import EXIT_FAILED, ServiceHealth
-from emwatch.embedded import free_port
 from emwatch.model import AlertEvent
 from emwatch.pipeline import Pipeline
+from emwatch.server_process import free_port
 from emwatch.settings import Settings
 from tests.e2e.conftest import INSIDE, now_ms
 from tests.e2e.standalone import wait_for

@@ -21,10 +21,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from emwatch.embedded import free_port
 from emwatch.model import AlertEvent
 from emwatch.notify import webhook
 from emwatch.notify.guard import DestinationPolicy
+from emwatch.server_process import free_port
 from emwatch.store import writer
 from emwatch.store.db import connect_pool, migrate
 

@@ -14,7 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from emwatch.embedded import free_port
+from emwatch.server_process import free_port
 from tests.conftest import DatabaseFactory
 from tests.e2e.conftest import Service, running_service
 from tests.notify.conftest import Browser, alert, commit_alert

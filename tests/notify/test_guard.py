@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from emwatch.embedded import free_port
 from emwatch.notify.guard import DestinationPolicy, destination_problem
 from emwatch.notify.sender import Sender
 from emwatch.notify.webhook import WebhookChannel
 from emwatch.notify.webpush import WebPushChannel, load_vapid
+from emwatch.server_process import free_port
 from tests.notify.conftest import LOOPBACK, OFFICER, Clock, PushService, add_subscription, alert, commit_alert
 
 STRICT = DestinationPolicy()

@@ -127,8 +127,9 @@ def test_debounce_needs_two_checks_in_a_row() -> None:
     assert separation(world) == []
     world.send((180, "in"))
     world.send((180, "in_n300"), device="phone-1")  # apart...
-    world.send((240, "in"))                         # ...and no sign of coming back: the second check
-    assert separation(world) == [("alert", 240)]
+    world.send((240, "in"))  # (the phone's next report is due: its silence is not news yet)
+    world.send((300, "in"))  # ...and no sign of it since: the phone missed a report, the second check
+    assert separation(world) == [("alert", 300)]
 
 
 def test_state_survives_a_registry_reload() -> None:
@@ -137,3 +138,73 @@ def test_state_survives_a_registry_reload() -> None:
     world.send((10, "event:companion_lost"), device="phone-1")
     world.engine.replace_registry(replace(world.engine.registry))
     assert world.engine.pairs.companion_lost.tolist() == [True]
+
+
+def run_debounced(*parts: list[Step]) -> World:
+    """The script with separation debounced as in production: two checks in a row open, two clear."""
+    from emwatch.pipeline import PAIR_RULE_DEBOUNCE
+
+    world = World(config=RuleConfig(max_speed_kmh=1e12), policies=dict(PAIR_RULE_DEBOUNCE))
+    for seconds, device, what in steps(*parts):
+        world.send((seconds, what), device=DEVICES[device])
+    return world
+
+
+BRACELET_30S = every(15, 600, 30, "a", "in")  # off the phone's beat: no report of the two at the same second
+PHONE_60S = every(0, 600, 60, "p", "in_n50")
+
+
+def but(part: list[Step], *changed: Step) -> list[Step]:
+    """`part` with the steps at the same (second, device) as `changed` replaced by them."""
+    at = {(s[0], s[1]) for s in changed}
+    return [s for s in part if (s[0], s[1]) not in at] + list(changed)
+
+
+@pytest.mark.parametrize(("parts", "expected"), [
+    # The reported false alarm: one stray phone fix 700 m off (a multipath jump), and the bracelet's
+    # next fix, compared with that same phone fix, counted as the second check of the debounce.
+    ([BRACELET_30S, but(PHONE_60S, (120, "p", "in_n700"))], []),
+    # ...however often the bracelet reports before the phone's next (good) fix.
+    ([every(5, 600, 10, "a", "in"), but(PHONE_60S, (120, "p", "in_n700"))], []),
+    # ...and with the cadences offset (the phone 5 s after the bracelet).
+    ([every(0, 600, 60, "a", "in"), but(every(5, 600, 60, "p", "in_n50"), (125, "p", "in_n700"))], []),
+    # The same the other way round: one stray bracelet fix, the phone reporting more often.
+    ([but(every(0, 600, 60, "a", "in"), (120, "a", "in_n700")), every(0, 600, 30, "p", "in_n50")], []),
+    # A bracelet's cell-tower fix off by more than its accuracy, then heartbeats only (indoors, no
+    # fix): alive without a fix is not silent, and the phone's fixes meanwhile add nothing new.
+    ([every(15, 120, 60, "a", "in"), [(120, "a", "in_n700")], every(180, 900, 60, "a", "event:heartbeat"),
+      every(5, 900, 60, "p", "in_n50")], []),
+    # Evidence that goes is no news: after 5 h at home (motionless) one stray phone fix, then the
+    # subject gets up (the bracelet moves 140 m, no longer motionless) before the phone's next fix.
+    ([every(0, 18_030, 300, "a", "in"), every(18_030, 18_300, 30, "a", "in2"),
+      but(every(0, 18_600, 60, "p", "in_n50"), (18_000, "p", "in_n700"))], []),
+    # A true separation still opens, on the next phone fix that is still away (not on the bracelet's
+    # fix in between, which has nothing new to compare with).
+    ([BRACELET_30S, PHONE_60S[:2], every(120, 600, 60, "p", "in_n700")], [("alert", 180)]),
+    ([every(0, 600, 60, "a", "in"), every(5, 120, 60, "p", "in_n50"), every(125, 600, 60, "p", "in_n700")],
+     [("alert", 185)]),
+    # The bracelet walks off without its phone (left at home, reporting on).
+    ([BRACELET_30S[:4], every(120, 600, 30, "a", "in_n700"), PHONE_60S], [("alert", 180)]),
+    # The phone goes dark once away: its missed report (silent for sync_s + jitter_s, 75 s) is the
+    # second check.
+    ([BRACELET_30S, PHONE_60S[:2], [(120, "p", "in_n700")]], [("alert", 195)]),
+])  # fmt: skip
+def test_one_stray_fix_is_one_check(parts: list[list[Step]], expected: list[tuple[str, int]]) -> None:
+    assert separation(run_debounced(*parts)) == expected
+
+
+@pytest.mark.parametrize(("jitter_s", "expected"), [(15.0, []), (0.0, [("alert", 181), ("cleared", 241)])])
+def test_a_report_due_with_the_other_devices_is_not_a_silence(jitter_s: float, expected: list[tuple[str, int]]) -> None:
+    # Both report every 60 s, the phone's clock a second ahead and its message first; one stray phone
+    # fix 1.5 km off at 121, "apart" once the bracelet's fix of 120 comes. At 181 that fix is 61 s old
+    # and the next one on its way: without the allowance for jitter that looked like a missed report,
+    # and the stray "apart" (still standing: 61 s between the fixes is too long to show them together)
+    # counted again.
+    from emwatch.pipeline import PAIR_RULE_DEBOUNCE
+
+    config = RuleConfig(max_speed_kmh=1e12, separation=SeparationConfig(jitter_s=jitter_s))
+    world = World(config=config, policies=dict(PAIR_RULE_DEBOUNCE))
+    for t in range(0, 600, 60):
+        world.send((t + 1, "in_n1500" if t == 120 else "in_n50"), device="phone-1")
+        world.send((t, "in"))
+    assert separation(world) == expected

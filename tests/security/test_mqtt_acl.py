@@ -16,7 +16,8 @@ import aiomqtt
 import pytest
 
 from emwatch.broker_auth import issue, render_acl
-from emwatch.embedded import free_port, local_mosquitto
+from emwatch.embedded import local_mosquitto
+from emwatch.server_process import free_port
 from tests.security.ca import make_test_ca
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,10 +17,11 @@ import asyncpg
 import orjson
 import pytest
 
-from emwatch.embedded import free_port, local_mosquitto
+from emwatch.embedded import local_mosquitto
 from emwatch.feed.hub import AlertFeed
 from emwatch.ingest.mqtt import BrokerAddress, BrokerConfigError, make_client
 from emwatch.pipeline import Pipeline
+from emwatch.server_process import free_port
 from emwatch.settings import Settings
 from emwatch.store.db import connect_pool, migrate
 from tests.e2e.standalone import seed_one_subject, wait_for

@@ -44,12 +44,19 @@ class EpisodeState:
         self.horizon_ms = horizon_ms  # the reorder horizon: how far back a late fix is re-derived
         self._timelines: dict[int, Timeline] = {}
         self._timeline_new: list[int] = []  # codes not yet in `_timeline_codes`
+        # (ts, code): the key of a timeline closed at ts; its timeline goes once that is beyond the horizon.
+        self._closed_order: deque[tuple[int, int]] = deque()
         # Closed within the horizon: still watched, so a replay sees every fix that could reopen them.
         self._recent: dict[int, int] = {}
         self._recent_order: deque[tuple[int, int]] = deque()
         self._newest_ts = 0
         self.revisions: deque[tuple[EpisodeKey, Revision]] = deque(maxlen=10_000)
         self.rebind(registry)
+
+    @property
+    def timelines(self) -> int:
+        """How many keys keep a timeline: those open, pending or changed within the horizon (memory)."""
+        return len(self._timelines)
 
     @property
     def open_keys(self) -> frozenset[EpisodeKey]:
@@ -81,6 +88,7 @@ class EpisodeState:
             self._timelines = {move(c): v for c, v in self._timelines.items()}
             self._recent = {move(c): v for c, v in self._recent.items()}
             self._recent_order = deque((ts, move(c)) for ts, c in self._recent_order)
+            self._closed_order = deque((ts, move(c)) for ts, c in self._closed_order)
         self.registry, self.codes, self.event_maker = registry, new, EventMaker(registry)
         self._refresh()
 
@@ -154,6 +162,39 @@ class EpisodeState:
                 del self._recent[code]
                 if code >= 0:
                     touched.add(code)
+
+    def _forget_timelines(self) -> None:
+        """Drop the timelines of keys closed, with no change since, longer ago than the horizon.
+
+        No late fix inside the horizon reaches back past that close, and a replay of a key without a
+        timeline starts from its current (closed) state: what the timeline would have given it.
+        Each close is queued once and looked at once (again only while an episode of it is recent).
+        """
+        cutoff = self._newest_ts - self.horizon_ms
+        order, timelines = self._closed_order, self._timelines
+        dropped: list[int] = []
+        while order and order[0][0] < cutoff:
+            ts, code = order.popleft()
+            timeline = timelines.get(code)
+            if timeline is None or code in self._open or code in self._pending:
+                continue  # gone already, or not closed now: its next close is queued
+            if timeline.trail and timeline.trail[-1][0] > ts:
+                continue  # it changed since, and ends closed: that close is queued too
+            last = max((e.end for e in timeline.episodes if e.end is not None), default=ts)
+            last = max(last, self._recent.get(code, ts))
+            if last >= cutoff:
+                order.append((last, code))
+                continue
+            del timelines[code]
+            if code >= 0:
+                dropped.append(code)
+        if dropped:
+            codes = np.array(dropped, dtype=np.int64)
+            self._timelines_indexed().place(codes, np.zeros(len(codes), dtype=bool))
+
+    def _closed(self, code: int, ts: int) -> None:
+        """The key of a timeline closed at `ts` (its timeline may go one horizon later)."""
+        self._closed_order.append((ts, code))
 
     def _state(self, code: int) -> State:
         count, since = self._pending.get(code, (0, 0))

@@ -21,9 +21,9 @@ from emwatch.alerts.episode_state import DEFAULT_HORIZON_MS as DEFAULT_HORIZON_M
 from emwatch.alerts.episode_state import OPEN, PENDING, POSSIBLE, ZONE_RULE_CODES
 from emwatch.alerts.late_episodes import REPLAYED_CODES, LateEpisodes
 from emwatch.alerts.late_episodes import REPLAYED_RULES as REPLAYED_RULES
+from emwatch.alerts.timeline import CLOSED, Timeline, transition
 from emwatch.alerts.timeline import IMMEDIATE as IMMEDIATE
 from emwatch.alerts.timeline import Debounce as Debounce
-from emwatch.alerts.timeline import Timeline, transition
 from emwatch.model import AlertEvent, Observations
 
 _NOTHING_PENDING = (0, 0)
@@ -45,6 +45,7 @@ class EpisodeBook(LateEpisodes):
         marks = self._step_rows(obs, rows, code[rows], touched)
         self._newest_ts = max(self._newest_ts, int(obs.ts[rows].max()))
         self._forget_recent(touched)
+        self._forget_timelines()
         self._sync(touched)
         events = self.event_maker.make(obs, marks)
         events.sort(key=lambda e: e.ts)  # stable: one episode's own order is kept
@@ -89,6 +90,8 @@ class EpisodeBook(LateEpisodes):
                     timeline = timelines[c] = Timeline(state)
                     self._timeline_new.append(c)
                 timeline.record(ts, after, kind, horizon_ms)
+                if after == CLOSED:
+                    self._closed(c, ts)
             self._set_state(c, after, ts, ZONE_RULE_CODES[rule])
             if kind is not None:
                 confidence = state[0] if kind == "cleared" else after[0]  # a clear keeps the episode's own

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 from emwatch.alerts.episode_codes import is_member
 from emwatch.alerts.episode_events import Mark
 from emwatch.alerts.episode_state import OPEN, ZONE_RULE_CODES, EpisodeState
-from emwatch.alerts.timeline import IMMEDIATE, Timeline, derive, reconcile
+from emwatch.alerts.timeline import CLOSED, IMMEDIATE, Timeline, derive, reconcile
 from emwatch.model import AlertEvent, Observations
 from emwatch.rules.catalog import RULES, ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.reorder import NO_SPAN, LateChecks, take_rows
@@ -76,12 +76,16 @@ class LateEpisodes(EpisodeState):
         carried = next((e for e in old if e.start < t0), None)
         derived = derive(self._policies.get(key.rule, IMMEDIATE), start, carried, checks)
         result = reconcile(old, derived, self._open.get(code), checks)
+        newest = checks[-1][0]
         timeline.trail = [t for t in timeline.trail if t[0] < t0] + derived.trail
         if result.final != derived.final:
-            timeline.trail.append((checks[-1][0], result.final))
+            timeline.trail.append((newest, result.final))
         earlier = [e for e in timeline.episodes if e.end is not None and e.end < t0]
         timeline.episodes = earlier + result.episodes
-        self._set_state(code, result.final, checks[-1][0], ZONE_RULE_CODES[int(obs.rule[rows[0]])])
+        timeline.forget(newest - self.horizon_ms)
+        self._set_state(code, result.final, newest, ZONE_RULE_CODES[int(obs.rule[rows[0]])])
+        if result.final == CLOSED:
+            self._closed(code, newest)
         if ends := [e.end for e in result.episodes if e.end is not None]:
             self._watch(code, max(ends))
         self.revisions.extend((key, r) for r in result.revisions)

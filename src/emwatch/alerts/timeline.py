@@ -122,14 +122,22 @@ class Timeline:
                 self.episodes[-1].end = ts
             else:
                 self.episodes[-1].confidence = "confirmed"
-        cutoff = ts - horizon_ms
-        if self.trail[0][0] < cutoff:
+        self.forget(ts - horizon_ms)
+
+    def forget(self, cutoff: int) -> None:
+        """Fold the changes older than `cutoff` (but the newest) into `base`; drop episodes ended before it.
+
+        No late fix reaches back past `cutoff` (the horizon behind the key's newest observation), so
+        `state_before` of any later replay is unchanged.
+        """
+        trail = self.trail
+        if trail and trail[0][0] < cutoff:
             drop = 0
-            while drop < len(self.trail) - 1 and self.trail[drop][0] < cutoff:
+            while drop < len(trail) - 1 and trail[drop][0] < cutoff:
                 drop += 1
             if drop:
-                self.base = self.trail[drop - 1][1]
-                del self.trail[:drop]
+                self.base = trail[drop - 1][1]
+                del trail[:drop]
         first = self.episodes[0] if self.episodes else None
         if first is not None and first.end is not None and first.end < cutoff:
             self.episodes = [e for e in self.episodes if e.end is None or e.end >= cutoff]

@@ -62,6 +62,14 @@ class PairState:
         self.apart_ts = np.full(n_subj, NEVER, dtype=np.int64)
         self.apart_m = np.full(n_subj, np.nan)
         self.checked_ts = np.full(n_subj, NEVER, dtype=np.int64)  # newest separation check counted
+        # The fixes (bracelet, phone ts) that judgement compared; those of the last "apart" counted as a
+        # check, and when it counted; the other evidence at the last check (bit i: EVIDENCE[i + 1]).
+        self.apart_fix_b = np.full(n_subj, NEVER, dtype=np.int64)
+        self.apart_fix_p = np.full(n_subj, NEVER, dtype=np.int64)
+        self.counted_fix_b = np.full(n_subj, NEVER, dtype=np.int64)
+        self.counted_fix_p = np.full(n_subj, NEVER, dtype=np.int64)
+        self.apart_counted_ts = np.full(n_subj, NEVER, dtype=np.int64)
+        self.evidence_bits = np.zeros(n_subj, dtype=np.uint8)
         # Pair memory: ring per victim device (0 clear, 1 warning, 2 violation), near-since per ban.
         self.victim_ring = np.zeros(len(self.victim_device), dtype=np.int8)
         self.victim_distance = np.full(len(self.victim_device), np.nan)
@@ -92,7 +100,9 @@ class PairState:
         old = self.registry
         out = PairState(registry, self.move_m, self.run_gap_ms, self.cell_resolution)
         _carry(out, self, self._DEVICE, old.device_ids, registry.device_ids)
-        subject = ("companion_lost", "companion_ts", "apart", "apart_ts", "apart_m", "checked_ts")
+        subject = ("companion_lost", "companion_ts", "apart", "apart_ts", "apart_m", "checked_ts",
+                   "apart_fix_b", "apart_fix_p", "counted_fix_b", "counted_fix_p", "apart_counted_ts",
+                   "evidence_bits")
         _carry(out, self, subject, old.subject_ids, registry.subject_ids)
         old_victims = [old.device_ids[d] for d in self.victim_device]
         new_victims = [registry.device_ids[d] for d in out.victim_device]

@@ -17,6 +17,7 @@ have travelled `speed_mps` x (the gap between the fixes) since the older one: "a
 when the distance exceeds the threshold even after that allowance, "together" only when the fixes
 are within `sync_s` of each other and close; otherwise the previous decision stands (until stale,
 unless one of the two has fallen silent since: a phone that went dark while away stays "apart").
+An "apart" counts as a check once per pair of fixes (`_counted`): one stray fix is one check.
 
 Checks also run on the clock tick (`separation_tick`), so silence cannot hide a separation.
 """
@@ -50,6 +51,7 @@ class SeparationConfig:
     stale_s: float = 600.0  # older positions say nothing about distance or stillness now
     speed_mps: float = 33.0  # how fast either device may have gone since the older fix (expressway)
     sync_s: float = 60.0  # fixes this close in time can show the two devices together
+    jitter_s: float = 15.0  # a report this late is not yet missed (clock skew, delivery)
     weights: tuple[float, float, float, float] = (0.6, 0.5, 0.4, 0.3)
     threshold: float = 0.6
 
@@ -95,7 +97,6 @@ def _score(
     b, p = state.bracelet_of[subject], state.phone_of[subject]
     paired = (b >= 0) & (p >= 0)
     subject, ts, b, p = subject[paired], ts[paired], b[paired], p[paired]
-    state.checked_ts[subject] = np.maximum(state.checked_ts[subject], ts)
     stale_ms = int(config.stale_s * 1000)
     fresh_b, fresh_p = state.fresh(b, ts, stale_ms), state.fresh(p, ts, stale_ms)
 
@@ -110,6 +111,11 @@ def _score(
     flags = np.stack([far, state.companion_lost[subject], diverging, motionless], axis=1)
     score = flags @ np.asarray(config.weights)
     breach = score >= config.threshold - 1e-9
+    counted = _counted(state, subject, b, p, ts, flags, score, breach, config, last_seen)
+    if not counted.all():
+        subject, ts, b, p, flags = subject[counted], ts[counted], b[counted], p[counted], flags[counted]
+        score, breach, still_b = score[counted], breach[counted], still_b[counted]
+    state.checked_ts[subject] = np.maximum(state.checked_ts[subject], ts)
 
     detail: dict[int, dict[str, Any]] = {}
     for i in np.flatnonzero(breach).tolist():
@@ -147,8 +153,44 @@ def _apart(
     decided = far | close
     s = subject[decided]
     state.apart[s], state.apart_ts[s], state.apart_m[s] = far[decided], ts[decided], distance[decided]
+    state.apart_fix_b[s], state.apart_fix_p[s] = state.pos_ts[b[decided]], state.pos_ts[p[decided]]
     current = (state.apart_ts[subject] >= ts - int(config.stale_s * 1000)) | ~fresh
     return np.asarray(state.apart[subject] & current)
+
+
+def _counted(
+    state: PairState, subject: NDArray[np.int32], b: NDArray[np.int32], p: NDArray[np.int32],
+    ts: NDArray[np.int64], flags: NDArray[np.bool_], score: NDArray[np.float64], breach: NDArray[np.bool_],
+    config: SeparationConfig, last_seen: NDArray[np.int64] | None,
+) -> NDArray[np.bool_]:
+    """Which checks count: all but a breach that rests on an "apart" of fixes already counted.
+
+    The same fix judged again is no new evidence: one stray fix (multipath, a cell-tower fix off by
+    more than its accuracy), compared with the other device's next fixes, would otherwise count twice
+    and meet the debounce alone. An "apart" counts again once it compares a new fix of each device
+    (a standing judgement compares the fixes that made it), or, at most once per `sync_s` +
+    `jitter_s`, when a device without a new fix has sent nothing at all for that long: it missed its
+    report, and as on the tick the silence is the news (a heartbeat says it is there without a fix;
+    a report due with the other device's may come a little later). Other evidence that appeared
+    since the last check (a BLE link lost) makes a check count as well; evidence that went is none.
+    """
+    far = flags[:, 0]
+    others = np.packbits(flags[:, 1:], axis=1, bitorder="little")[:, 0]
+    # The fixes the standing judgement compared, against those of the last one counted.
+    new_b = state.apart_fix_b[subject] > state.counted_fix_b[subject]
+    new_p = state.apart_fix_p[subject] > state.counted_fix_p[subject]
+    heard = state.pos_ts if last_seen is None else last_seen
+    quiet = ts - int((config.sync_s + config.jitter_s) * 1000)  # heard of last at or before: silent
+    silent = (~new_b & (heard[b] <= quiet)) | (~new_p & (heard[p] <= quiet))
+    new_apart = far & ((new_b & new_p) | (silent & (state.apart_counted_ts[subject] <= quiet)))
+    alone = score - config.weights[0] >= config.threshold - 1e-9  # a breach even without the distance
+    news = (others & ~state.evidence_bits[subject]) != 0  # evidence that was not there at the last check
+    state.evidence_bits[subject] = others
+    counted = ~(breach & far & ~new_apart & ~alone & ~news)
+    s = subject[new_apart]
+    state.counted_fix_b[s], state.counted_fix_p[s] = state.apart_fix_b[s], state.apart_fix_p[s]
+    state.apart_counted_ts[s] = ts[new_apart]
+    return np.asarray(counted)
 
 
 def _touched(
