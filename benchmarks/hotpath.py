@@ -101,9 +101,8 @@ def containment_pass(
     """Containment alone, as `RuleEngine.evaluate` runs it: resolve devices, order by event time, H3
     cells, then `evaluate_containment` (own + shared + open-episode zones, accuracy-aware). Reads the
     engine's state, changes nothing. The question the naive loop and PostGIS answer, and more."""
-    registry, index, cols = engine.registry, engine.registry.device_index, batch.fixes
-    ids = cols.device_ids
-    device = np.fromiter(map(index.get, ids, [-1] * len(ids)), dtype=np.int32, count=len(ids))
+    registry, cols = engine.registry, batch.fixes
+    device = engine.devices.resolve(cols.device_ids)
     rows = np.flatnonzero(device >= 0)
     rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
     fixes, device = cols.take(rows), device[rows]

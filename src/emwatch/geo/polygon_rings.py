@@ -164,7 +164,9 @@ def _orientation(p1x: float, p1y: float, p2x: float, p2y: float, qx: float, qy: 
     return 0
 
 
-@cached_njit()
+# Helpers that take arrays are compiled without reference counting: called per point, two atomic
+# increments and decrements per array argument cost more than a short ring's whole scan.
+@cached_njit(_nrt=False)
 def _ring_location(xs: NDArray[np.float64], ys: NDArray[np.float64], a: int, b: int,
                    px: float, py: float) -> int:
     """GEOS RayCrossingCounter over ring coordinates a:b: 0 exterior, 1 interior, 2 on the boundary."""
@@ -191,7 +193,7 @@ def _ring_location(xs: NDArray[np.float64], ys: NDArray[np.float64], a: int, b: 
     return crossings & 1
 
 
-@cached_njit()
+@cached_njit(_nrt=False)
 def _polygon_location(ring_start: NDArray[np.int64], coord_start: NDArray[np.int64],
                       xs: NDArray[np.float64], ys: NDArray[np.float64], p: int, px: float, py: float) -> int:
     """0 exterior, 1 interior, 2 boundary of polygon p: shell, then holes (SimplePointInAreaLocator)."""

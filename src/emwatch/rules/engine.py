@@ -19,8 +19,10 @@ from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
 from emwatch.rules.catalog import PERMIT_OVERDUE
 from emwatch.rules.containment import evaluate_containment
+from emwatch.rules.containment_pairs import registry_columns
 from emwatch.rules.curfew import curfew_checks, subject_bracelets
 from emwatch.rules.device_events import evaluate_device_events
+from emwatch.rules.device_lookup import DeviceLookup
 from emwatch.rules.movement import anomaly_checks, suspect_fixes
 from emwatch.rules.pair_rounds import device_groups, rounds
 from emwatch.rules.pair_state import PairState
@@ -103,6 +105,8 @@ class RuleEngine:
 
     def _install(self, registry: Registry, state: DeviceState) -> None:
         self.registry, self.state = registry, state
+        self.devices = DeviceLookup.build(registry.device_ids, registry.device_index)
+        registry_columns(registry)  # the containment kernel's view of it, made now rather than on a batch
         self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
         self._bracelet = subject_bracelets(registry)
         # Per curfew pair, the fix the clock last judged it on (a new registry judges it once more).
@@ -136,9 +140,7 @@ class RuleEngine:
         registry, state = self.registry, self.state
         index = registry.device_index
         cols = batch.fixes
-        # map() over dict.get runs in C: ~2.7x faster than a generator expression (2,000 ids)
-        ids = cols.device_ids
-        device = np.fromiter(map(index.get, ids, [-1] * len(ids)), dtype=np.int32, count=len(ids))
+        device = self.devices.resolve(cols.device_ids)
         dead = list(batch.dead)
         known = device >= 0
         if not known.all():

@@ -1,0 +1,244 @@
+"""The containment hot path compiled: one walk over a batch's fixes yields every (fix, zone) check.
+
+Per fix it gathers the zones `evaluate_containment` checks (own/inclusion zones from the registry's CSR,
+applicable shared zones from the H3 cover, open episodes, zones met earlier in the batch, permit
+destinations), dedupes them in (fix, zone) order, and answers point-in-zone and the accuracy
+classification (rules/accuracy.py) for each pair. A pair it cannot settle exactly as the numpy path
+would is flagged for that path (`NEEDS_CONTAINS`: a prepared shapely geometry; `NEEDS_REFERENCE`: a
+shapely distance, or a libm-vs-numpy rounding difference that could matter, within ~1e-9 of a limit).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emwatch.jit import cached_njit
+from emwatch.rules.containment_geometry import pair_answer
+
+BAD_CELL = -1  # a cell not at the index resolution
+BAD_SOURCE = -2  # a fix source with no default accuracy
+_SRC_LBS = 2
+NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)  # an empty slot of a key_set: no (zone, cell) key is all ones
+
+# Helpers taking arrays are compiled without reference counting (numba's NRT): per call it would
+# increment and decrement every array argument atomically, which cost a third of the walk's time.
+@cached_njit(_nrt=False)
+def _lower(a: Any, v: Any, lo: int, hi: int) -> int:
+    """First index in a[lo:hi] (sorted) whose value is not below v. Branch-free halving: the comparisons
+    of a binary search are coin flips to the branch predictor, a conditional add is not."""
+    n = hi - lo
+    if n <= 0:
+        return lo
+    base = lo
+    while n > 1:
+        half = n >> 1
+        base += half * (a[base + half - 1] < v)
+        n -= half
+    return int(base + (a[base] < v))
+
+
+@cached_njit()
+def _grown(buf: Any, need: int) -> Any:
+    """A copy of buf with room for at least `need` items."""
+    out = np.empty(max(2 * len(buf), need), buf.dtype)
+    out[:len(buf)] = buf
+    return out
+
+
+@cached_njit(inline="always")
+def _slot(key: np.uint64, mask: np.uint64) -> np.uint64:
+    return ((key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)) & mask  # Fibonacci hashing
+
+
+@cached_njit()
+def key_set(keys: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """An open-addressing set of `keys` (none may be NO_KEY), at most half full, for `_in_key_set`:
+    one or two probes where a binary search over the sorted keys took ~17 dependent steps."""
+    size = 16
+    while size < 2 * len(keys):
+        size *= 2
+    table = np.full(size, NO_KEY, np.uint64)
+    mask = np.uint64(size - 1)
+    for key in keys:
+        s = _slot(key, mask)
+        while table[s] != NO_KEY and table[s] != key:
+            s = (s + np.uint64(1)) & mask
+        table[s] = key
+    return table
+
+
+@cached_njit(_nrt=False)
+def _in_key_set(table: Any, key: np.uint64) -> bool:
+    """Whether `key` is in the key_set `table`."""
+    mask = np.uint64(len(table) - 1)
+    s = _slot(key, mask)
+    while table[s] != NO_KEY:
+        if table[s] == key:
+            return True
+        s = (s + np.uint64(1)) & mask
+    return False
+
+@cached_njit(inline="always")
+def _failed(code: int) -> tuple[Any, ...]:
+    none = np.empty(0, np.bool_)
+    return code, np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int8), none, none, none
+
+
+@cached_njit()
+def containment_pairs(
+    fix_cols: Any, registry_cols: Any, open_subject: NDArray[np.int32], open_zone: NDArray[np.int32],
+    permit_cols: Any, zt: Any, rt: Any, key_cols: Any,
+) -> tuple[Any, ...]:
+    """(0, fix, zone, status, inside, breach, confirmed) of every check of the eligible fixes, in (fix,
+    zone) order; (BAD_*, empty arrays...) when the input is bad."""
+    device, subject, fresh, suspect, cell, lon, lat, ts, acc, src = fix_cols
+    (wearable, pair_start, pair_zone, cover_cells, cover_set, cover_zone, shared, zone_jur, ancestors,
+     default_acc) = registry_cols
+    p_subject, p_key, p_ends, p_zone_start, p_zone = permit_cols
+    resolution, key_bits, key_shift, key_mask = key_cols
+    (inclusion, circle, min_lon, min_lat, max_lon, max_lat, c_lat, c_lon, radius, ring_of, interior) = zt
+    ring_start, coord_start, xs, ys = rt
+    n = len(device)
+    eligible = np.zeros(n, np.bool_)
+    for i in range(n):
+        eligible[i] = fresh[i] and not suspect[i] and subject[i] >= 0 and wearable[device[i]]
+        if eligible[i]:
+            if (cell[i] >> np.uint64(52)) & np.uint64(15) != resolution:
+                return _failed(BAD_CELL)
+            if src[i] < -len(default_acc) or src[i] >= len(default_acc):
+                return _failed(BAD_SOURCE)
+    # Shared zones met by any fix of a subject are re-checked on all its fixes (leaving is seen).
+    near_subject = np.empty(64, np.int64)
+    near_zone = np.empty(64, np.int64)
+    n_near = 0
+    for i in range(n):
+        # most fixes are in no shared zone's cover: one probe of a hash set says so
+        if not eligible[i] or not _in_key_set(cover_set, cell[i]):
+            continue
+        s = subject[i]
+        k = _lower(cover_cells, cell[i], 0, len(cover_cells))
+        while k < len(cover_cells) and cover_cells[k] == cell[i]:
+            z = cover_zone[k]
+            k += 1
+            jur = zone_jur[z]
+            if not shared[z] or jur < 0:
+                continue
+            for level in range(ancestors.shape[1]):
+                if ancestors[s, level] == jur:
+                    if n_near == len(near_subject):
+                        near_subject, near_zone = _grown(near_subject, 0), _grown(near_zone, 0)
+                    near_subject[n_near] = s
+                    near_zone[n_near] = z
+                    n_near += 1
+                    break
+    order = np.argsort(near_subject[:n_near])
+    near_subject, near_zone = near_subject[:n_near][order], near_zone[:n_near][order]
+
+    # Each row's runs (own zones, open episodes) looked up for all rows first, for the same reason as
+    # the zone columns below.
+    own_lo = np.empty(n, np.int64)
+    own_hi = np.empty(n, np.int64)
+    for i in range(n):
+        if eligible[i]:
+            own_lo[i], own_hi[i] = pair_start[subject[i]], pair_start[subject[i] + 1]
+    open_lo = np.empty(n, np.int64)
+    open_hi = np.empty(n, np.int64)
+    for i in range(n):
+        if eligible[i]:
+            open_lo[i] = _lower(open_subject, subject[i], 0, len(open_subject))
+            open_hi[i] = _lower(open_subject, subject[i] + 1, open_lo[i], len(open_subject))
+    touched = 0  # the first zone of each row's runs, read in one loop so that the misses overlap
+    for i in range(n):
+        if eligible[i]:
+            if own_hi[i] > own_lo[i]:
+                touched += pair_zone[own_lo[i]]
+            if open_hi[i] > open_lo[i]:
+                touched += open_zone[open_lo[i]]
+    out_fix = np.empty(4 * n + 16, np.int64)
+    out_zone = np.empty(4 * n + 16, np.int64)
+    zones = np.empty(64, np.int64)
+    n_out = 0
+    for i in range(n):
+        if not eligible[i]:
+            continue
+        s, t = subject[i], ts[i]
+        near_lo = _lower(near_subject, s, 0, n_near)
+        near_hi = _lower(near_subject, s + 1, near_lo, n_near)
+        p = -1
+        if len(p_key):
+            # PermitTable.destinations: the subject's permit started last at or before ts, if not ended
+            p = _lower(p_key, s * (np.int64(1) << 42) + t + 1, 0, len(p_key)) - 1
+            if p >= 0 and not (p_subject[p] == s and t < p_ends[p]):
+                p = -1
+        c = own_hi[i] - own_lo[i] + near_hi - near_lo + open_hi[i] - open_lo[i]
+        if p >= 0:
+            c += p_zone_start[p + 1] - p_zone_start[p]
+        if c > len(zones):
+            zones = np.empty(2 * c, np.int64)
+        if n_out + c > len(out_fix):
+            out_fix, out_zone = _grown(out_fix, n_out + c), _grown(out_zone, n_out + c)
+        c = 0
+        for k in range(own_lo[i], own_hi[i]):
+            zones[c] = pair_zone[k]
+            c += 1
+        for k in range(near_lo, near_hi):
+            zones[c] = near_zone[k]
+            c += 1
+        for k in range(open_lo[i], open_hi[i]):
+            zones[c] = open_zone[k]
+            c += 1
+        if p >= 0:
+            for k in range(p_zone_start[p], p_zone_start[p + 1]):
+                zones[c] = p_zone[k]
+                c += 1
+        for a in range(1, c):  # a handful of zones: insertion sort, then skip repeats
+            v, b = zones[a], a - 1
+            while b >= 0 and zones[b] > v:
+                zones[b + 1] = zones[b]
+                b -= 1
+            zones[b + 1] = v
+        for a in range(c):
+            if a == 0 or zones[a] != zones[a - 1]:
+                out_fix[n_out] = i
+                out_zone[n_out] = zones[a]
+                n_out += 1
+
+    # The zones' columns, gathered for all pairs first: independent loads the CPU overlaps, where the
+    # branchy per-pair code would wait on each cache miss in turn (the zone arrays are ~100 MB).
+    g_circle = np.empty(n_out, np.bool_)
+    g_inclusion = np.empty(n_out, np.bool_)
+    g_ring = np.empty(n_out, np.int32)
+    g = np.empty((n_out, 4))
+    for j in range(n_out):
+        z = out_zone[j]
+        g_circle[j], g_inclusion[j], g_ring[j] = circle[z], inclusion[z], ring_of[z]
+        if circle[z]:
+            g[j, 0], g[j, 1], g[j, 2] = c_lat[z], c_lon[z], radius[z]
+        else:
+            g[j, 0], g[j, 1], g[j, 2], g[j, 3] = min_lon[z], min_lat[z], max_lon[z], max_lat[z]
+    probe = np.full(n_out, NO_KEY, np.uint64)
+    key = np.zeros(n_out, np.uint64)
+    mask = np.uint64(len(interior) - 1)
+    for j in range(n_out):
+        i = out_fix[j]
+        if not g_circle[j] and g[j, 0] <= lon[i] <= g[j, 2] and g[j, 1] <= lat[i] <= g[j, 3]:
+            key[j] = (np.uint64(out_zone[j]) << key_bits) | ((cell[i] >> key_shift) & key_mask)
+            probe[j] = interior[_slot(key[j], mask)]
+    if touched < 0:  # never (a sum of zone numbers): it keeps the touching loop
+        return _failed(BAD_CELL)
+    status = np.empty(n_out, np.int8)
+    inside = np.empty(n_out, np.bool_)
+    breach = np.empty(n_out, np.bool_)
+    confirmed = np.empty(n_out, np.bool_)
+    for j in range(n_out):
+        i = out_fix[j]
+        r = default_acc[src[i]] if np.isnan(acc[i]) else np.float64(acc[i])
+        hit = probe[j] == key[j] or (probe[j] != NO_KEY and _in_key_set(interior, key[j]))
+        status[j], inside[j], breach[j], confirmed[j] = pair_answer(
+            lon[i], lat[i], r, src[i] != _SRC_LBS, g_circle[j], g_inclusion[j], g_ring[j], g[j, 0], g[j, 1],
+            g[j, 2], g[j, 3], hit, ring_start, coord_start, xs, ys,
+        )
+    return 0, out_fix[:n_out], out_zone[:n_out].astype(np.int32), status, inside, breach, confirmed
