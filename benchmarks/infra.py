@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import orjson
 import psutil
+import shapely
 from scene import Scene
 
 from emwatch.embedded import local_postgres
@@ -98,12 +99,14 @@ async def seed(dsn: str, scene: Scene) -> None:
             records=[(d.id, d.kind, d.subject_id) for d in scene.devices],
         )
         rows = []
-        for z in scene.zones:
+        for z in scene.zones:  # as registry_source.zone_row writes them: GeoJSON, and WKB (migration 013)
             geometry = orjson.dumps(zone_to_feature(z)["geometry"]).decode()
-            rows.append((z.id, z.name, z.kind, geometry, z.radius_m, z.subject_id, z.jurisdiction_id))
+            wkb = shapely.to_wkb(z.geometry)
+            rows.append((z.id, z.name, z.kind, geometry, wkb, z.radius_m, z.subject_id, z.jurisdiction_id))
         await conn.copy_records_to_table(
-            "zones", columns=["id", "name", "kind", "geometry", "radius_m", "subject_id", "jurisdiction_id"],
-            records=rows,
+            "zones", records=rows, columns=[
+                "id", "name", "kind", "geometry", "geometry_wkb", "radius_m", "subject_id", "jurisdiction_id"
+            ],
         )
     finally:
         await conn.close()

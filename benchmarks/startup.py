@@ -5,7 +5,8 @@
 
 Seeds a private PostgreSQL cluster with the national scene (kept in .emwatch/startup-pg, keyed by the
 scene generator and the size, so only the first run pays for seeding: ~3 min at 100k subjects, ~21 min
-at 700k on a busy 2-core machine; later migrations are applied on reuse), then times the service's
+at 700k on a busy 2-core machine; later migrations are applied on reuse, and zones seeded before
+migration 013 get their WKB once, ~4 min at 700k), then times the service's
 own load path, `registry_source.load_registry`, split into its phases: fetching rows, parsing zones,
 zone versions, the zone index (interior cells, H3 covers) and the rest of `Registry.build`.
 `--serve` also times `emwatch serve` from spawn to /healthz 200.
@@ -26,15 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from infra import Service, private_mosquitto, private_postgres, seed
 from report import table
 from scene import RES, build_scene
 
+from emwatch.geo import zone_build
 from emwatch.geo import zone_index as zone_index_module
 from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
-from emwatch.store import registry_source
+from emwatch.store import registry_source, zone_rows
 from emwatch.store.db import connect_pool, migrate
 
 PG_ROOT = Path(".emwatch/startup-pg")
@@ -87,7 +91,21 @@ def seeded_postgres(n_subjects: int, seed_value: int = 42) -> Iterator[tuple[str
             done.write_text(f"{seed_s:.1f}\n")
         else:
             asyncio.run(migrate(dsn))  # the schema may have grown since the cluster was seeded
+            asyncio.run(backfill_wkb(dsn))
         yield dsn, seed_s
+
+
+async def backfill_wkb(dsn: str) -> None:
+    """Zones seeded before migration 013 get their WKB once (what a deployment's backfill does)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        if written := await zone_rows.backfill_zone_wkb(conn):
+            await conn.execute("VACUUM ANALYZE zones")
+            print(f"wrote the WKB of {written:,} zones seeded before migration 013 in "
+                  f"{time.perf_counter() - t0:.0f} s", flush=True)
+    finally:
+        await conn.close()
 
 
 @contextmanager
@@ -118,11 +136,13 @@ DEVICES_SQL = "SELECT id, kind, subject_id, protects_subject_id FROM devices ORD
 BANS_SQL = "SELECT subject_a, subject_b, radius_m, min_seconds FROM subject_contact_bans"
 # Time inside these calls is also counted in the phase that makes them (indented in the table).
 PART_OF = {
-    "zone_from_feature": "   in load_zones: zone_from_feature",
-    "geometries_from_geojson": "   in load_zones: bulk geometries",
+    "geometries_from_wkb": "   in load_zone_columns: WKB parse",
+    "geometries_from_geojson": "   in load_zone_columns: GeoJSON parse",
+    "zone_from_feature": "   in load_zone_columns: one by one",
     "ZoneIndex.build": "   in Registry.build: ZoneIndex.build",
     "interior_cells": "   in ZoneIndex.build: interior cells",
     "zone_covers": "   in ZoneIndex.build: H3 covers",
+    "polygon_rings": "   in ZoneIndex.build: ring polygons",
 }
 
 
@@ -141,12 +161,13 @@ async def phased_load(dsn: str, resolution: int = RES) -> tuple[dict[str, float]
                        for r in await conn.fetch(DEVICES_SQL)]
             phases["fetch subjects, devices"] = time.perf_counter() - t0
             with (
-                timed_calls(phases, src, "zone_from_feature", PART_OF["zone_from_feature"]),
-                timed_calls(phases, src, "geometries_from_geojson", PART_OF["geometries_from_geojson"]),
+                timed_calls(phases, zone_rows, "geometries_from_wkb", PART_OF["geometries_from_wkb"]),
+                timed_calls(phases, zone_rows, "geometries_from_geojson", PART_OF["geometries_from_geojson"]),
+                timed_calls(phases, zone_rows, "zone_from_feature", PART_OF["zone_from_feature"]),
             ):
                 t0 = time.perf_counter()
-                zones = await src.load_zones(conn)
-                phases["load_zones (fetch + parse)"] = time.perf_counter() - t0
+                zones = await src.load_zone_columns(conn)
+                phases["load_zone_columns (fetch + parse)"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             bans = [ContactBanRow(r["subject_a"], r["subject_b"], r["radius_m"], r["min_seconds"])
                     for r in await conn.fetch(BANS_SQL)]
@@ -154,12 +175,13 @@ async def phased_load(dsn: str, resolution: int = RES) -> tuple[dict[str, float]
             severity = await src.load_severity_overrides(conn)
             phases["bans, permits, severity"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            versions = await src.load_zone_versions(conn, zones, 86_400)
+            versions = await src.load_zone_versions(conn, 86_400)
             phases["load_zone_versions"] = time.perf_counter() - t0
     with (
         timed_calls(phases, zone_index_module.ZoneIndex, "build", PART_OF["ZoneIndex.build"]),
-        timed_calls(phases, zone_index_module, "interior_cells", PART_OF["interior_cells"]),
-        timed_calls(phases, zone_index_module, "zone_covers", PART_OF["zone_covers"]),
+        timed_calls(phases, zone_build, "interior_cells", PART_OF["interior_cells"]),
+        timed_calls(phases, zone_build, "zone_covers", PART_OF["zone_covers"]),
+        timed_calls(phases, zone_build, "polygon_rings", PART_OF["polygon_rings"]),
     ):
         t0 = time.perf_counter()
         registry = Registry.build(

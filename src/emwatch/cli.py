@@ -62,12 +62,27 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    from emwatch.store.db import migrate
-
     with services(settings) as (database_url, _):
-        applied = asyncio.run(migrate(database_url))
+        applied, filled = asyncio.run(_migrate(database_url))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none needed'}")
+    if filled:
+        print(f"stored the WKB of {filled} zone(s) saved without it (read faster at start)")
     return 0
+
+
+async def _migrate(database_url: str) -> tuple[list[str], int]:
+    """Apply migrations, then fill in what a migration cannot compute in SQL (zones' WKB, 013)."""
+    import asyncpg
+
+    from emwatch.store.db import migrate
+    from emwatch.store.zone_rows import backfill_zone_wkb
+
+    applied = await migrate(database_url)
+    conn = await asyncpg.connect(database_url)
+    try:
+        return applied, await backfill_zone_wkb(conn)
+    finally:
+        await conn.close()
 
 
 def cmd_zones_load(settings: Settings, files: Sequence[Path]) -> int:

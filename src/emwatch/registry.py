@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emwatch.alerts.severity import SeverityOverrideRow, resolve_overrides
+from emwatch.geo.zone_columns import ZoneColumns
 from emwatch.geo.zone_index import ZoneIndex
 from emwatch.geo.zones import Zone
 from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow, PermitTable
@@ -120,46 +121,13 @@ class Registry:
         ]
         wearable = np.array([d.kind in WEARABLE_KINDS for d in devices], dtype=np.bool_)
 
-        depth = 8
-        ancestors = np.full((len(active), depth), -1, dtype=np.int32)
-        for s_idx, s in enumerate(active):
-            node: str | None = s.jurisdiction_id
-            for level in range(depth):
-                if node is None or node not in jur_index:
-                    break
-                ancestors[s_idx, level] = jur_index[node]
-                node = parent.get(node)
-
-        index = ZoneIndex.build(zones, h3_resolution=h3_resolution)
-        zone_jur = np.array([jur_index.get(z.jurisdiction_id or "", -1) for z in zones], dtype=np.int32)
-        shared = np.array(
-            [z.kind == "exclusion" and z.jurisdiction_id is not None for z in zones], dtype=bool
-        )
-
-        # Pairs checked on every fix: all inclusion zones and the subject's own/group exclusion zones.
-        by_subject: list[list[int]] = [[] for _ in active]
-        by_group: dict[str, list[int]] = {}
-        by_jur: dict[int, list[int]] = {}
-        destination = np.array([z.properties.get("role") == PERMIT_DESTINATION for z in zones], dtype=bool)
-        for z_idx, z in enumerate(zones):
-            if destination[z_idx]:
-                continue
-            if z.subject_id is not None and z.subject_id in subject_index:
-                by_subject[subject_index[z.subject_id]].append(z_idx)
-            elif z.group_id is not None:
-                by_group.setdefault(z.group_id, []).append(z_idx)
-            elif z.kind == "inclusion" and zone_jur[z_idx] >= 0:
-                by_jur.setdefault(int(zone_jur[z_idx]), []).append(z_idx)
-        for s_idx, s in enumerate(active):
-            for g in s.groups:
-                by_subject[s_idx].extend(by_group.get(g, ()))
-            for j in ancestors[s_idx]:
-                if j >= 0:
-                    by_subject[s_idx].extend(by_jur.get(int(j), ()))
-        counts = np.array([len(z) for z in by_subject], dtype=np.int64)
-        pair_start = np.zeros(len(active) + 1, dtype=np.int64)
-        np.cumsum(counts, out=pair_start[1:])
-        flat = [z for zs in by_subject for z in zs]
+        ancestors = _ancestors(active, jurisdictions, jur_index)
+        cols = ZoneColumns.from_zones(zones)
+        index = ZoneIndex.build(cols, h3_resolution=h3_resolution)
+        zone_jur = np.array([jur_index.get(j or "", -1) for j in cols.jurisdiction_id], dtype=np.int32)
+        shared = ~cols.is_inclusion & np.array([j is not None for j in cols.jurisdiction_id], dtype=bool)
+        destination = np.array([r == PERMIT_DESTINATION for r in cols.property_values("role")], dtype=bool)
+        pair_start, pair_zone = _pairs(active, subject_index, cols, zone_jur, destination, ancestors)
         # last, so that they are allocated together, after the build's temporaries
         device_ids, subject_ids = [_own_copy(d) for d in device_ids], [_own_copy(s.id) for s in active]
         return cls(
@@ -172,14 +140,14 @@ class Registry:
             subject_risk=_shared_strings([s.risk_level for s in active]),
             zones=index,
             pair_start=pair_start,
-            pair_zone=np.array(flat, dtype=np.int32),
+            pair_zone=pair_zone,
             shared_mask=shared,
             subject_ancestors=ancestors,
             zone_jurisdiction=zone_jur,
-            schedules=ScheduleTable.build([z.schedule for z in zones]),
+            schedules=ScheduleTable.build(cols.schedule),
             permits=PermitTable.build(permits, subject_index, _permit_zones(permits, index)),
             permit_destination=destination,
-            zone_buffer_m=np.array([z.buffer_m or np.nan for z in zones], dtype=np.float64),
+            zone_buffer_m=cols.buffer_m,
             device_protects=protects,
             ban_a=np.array([subject_index[b.subject_a] for b in live_bans], dtype=np.int32),
             ban_b=np.array([subject_index[b.subject_b] for b in live_bans], dtype=np.int32),
@@ -200,6 +168,67 @@ class Registry:
         """Whether each shared zone's jurisdiction is the subject's own or one of its ancestors."""
         jur = self.zone_jurisdiction[zone]
         return np.asarray((self.subject_ancestors[subject] == jur[:, None]).any(axis=1) & (jur >= 0))
+
+
+def _ancestors(
+    active: Sequence[SubjectRow], jurisdictions: Sequence[JurisdictionRow], jur_index: dict[str, int],
+    depth: int = 8,
+) -> NDArray[np.int32]:
+    """(subjects, depth) jurisdiction path of each subject, its own jurisdiction first, -1 padded (a
+    path stops at an unknown jurisdiction)."""
+    parents = [jur_index.get(j.parent_id, -1) if j.parent_id is not None else -1 for j in jurisdictions]
+    parent = np.array([*parents, -1], dtype=np.int32)  # the last entry: where -1 leads
+    node = np.array([jur_index.get(s.jurisdiction_id, -1) for s in active], dtype=np.int32)
+    ancestors = np.full((len(active), depth), -1, dtype=np.int32)
+    for level in range(depth):
+        ancestors[:, level] = node
+        node = parent[node]
+    return ancestors
+
+
+def _pairs(
+    active: Sequence[SubjectRow], subject_index: dict[str, int], cols: ZoneColumns,
+    zone_jur: NDArray[np.int32], destination: NDArray[np.bool_], ancestors: NDArray[np.int32],
+) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+    """CSR (pair_start, pair_zone) of the zones always checked for each subject: its own zones, then its
+    groups' zones (group by group), then the inclusion zones of its jurisdiction path (level by level),
+    each run in zone order. Exclusion zones of a jurisdiction are shared: found by their covers."""
+    own_subject = np.array([subject_index.get(s, -1) if s is not None else -1 for s in cols.subject_id],
+                           dtype=np.int64)
+    own = ~destination & (own_subject >= 0)
+    has_group = np.array([g is not None for g in cols.group_id], dtype=bool)
+    grouped = ~destination & ~own & has_group
+    by_jur = ~destination & ~own & ~has_group & cols.is_inclusion & (zone_jur >= 0)
+    subjects: list[NDArray[np.int64]] = [own_subject[own]]
+    zones: list[NDArray[np.int64]] = [np.flatnonzero(own)]
+    by_group: dict[str, list[int]] = {}
+    for z in np.flatnonzero(grouped).tolist():
+        by_group.setdefault(cols.group_id[z] or "", []).append(z)
+    for s_idx, s in enumerate(active):
+        for g in s.groups if by_group else ():
+            if not (run := by_group.get(g, [])):
+                continue
+            subjects.append(np.full(len(run), s_idx, dtype=np.int64))
+            zones.append(np.array(run, dtype=np.int64))
+    # inclusion zones by jurisdiction (CSR, zone order within one), then one piece per path level
+    jur_zones = np.flatnonzero(by_jur)
+    jur_zones = jur_zones[np.argsort(zone_jur[jur_zones], kind="stable")]
+    n_jur = int(max(ancestors.max(initial=-1), zone_jur.max(initial=-1))) + 1
+    jur_count = np.bincount(zone_jur[jur_zones], minlength=n_jur).astype(np.int64)
+    jur_start = np.cumsum(jur_count) - jur_count
+    for level in range(ancestors.shape[1]):
+        j = ancestors[:, level]
+        s_with = np.flatnonzero(j >= 0)
+        counts = jur_count[j[s_with]]
+        subjects.append(np.repeat(s_with.astype(np.int64), counts))
+        run_first = np.cumsum(counts) - counts
+        at = np.arange(int(counts.sum())) + np.repeat(jur_start[j[s_with]] - run_first, counts)
+        zones.append(jur_zones[at])
+    subject, zone = np.concatenate(subjects), np.concatenate(zones)
+    order = np.argsort(subject, kind="stable")  # per subject, the pieces keep the order they came in
+    pair_start = np.zeros(len(active) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(subject, minlength=len(active)), out=pair_start[1:])
+    return pair_start, zone[order].astype(np.int32)
 
 
 def _permit_zones(permits: Sequence[PermitRow], index: ZoneIndex) -> dict[str, int]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import pytest
 import shapely
 
 from emwatch.geo.geojson import ZoneError, zone_from_feature
-from emwatch.geo.geojson_bulk import geometries_from_geojson
+from emwatch.geo.geojson_bulk import geometries_from_geojson, geometries_from_wkb
 
 SQUARE = [[[120.10, 30.30], [120.11, 30.30], [120.11, 30.31], [120.10, 30.31], [120.10, 30.30]]]
 HOLE = [[120.104, 30.304], [120.106, 30.304], [120.106, 30.306], [120.104, 30.304]]
@@ -78,3 +79,38 @@ def test_mixed_batch_keeps_order_and_rejects_only_the_bad_ones() -> None:
 def test_no_texts() -> None:
     geoms, ok = geometries_from_geojson([])
     assert len(geoms) == 0 and len(ok) == 0
+
+
+def wkb_polygon(ring: list[tuple[float, float]]) -> bytes:
+    """A little-endian WKB Polygon of one ring, written by hand (shapely will not build a NaN ring)."""
+    return struct.pack("<BIII", 1, 3, 1, len(ring)) + b"".join(struct.pack("<dd", x, y) for x, y in ring)
+
+
+NAN, INF = float("nan"), float("inf")
+DAMAGED_WKB: dict[str, bytes] = {
+    "nan past the first coordinate": wkb_polygon([(120, 30), (121, NAN), (121, 31), (120, 31), (120, 30)]),
+    "nan first": wkb_polygon([(NAN, 30), (121, 30), (121, 31), (NAN, 30)]),
+    "infinite": wkb_polygon([(120, 30), (INF, 30), (121, 31), (120, 30)]),
+    "lon out of range": wkb_polygon([(179, 30), (181, 30), (180, 31), (179, 30)]),
+    "lat out of range": shapely.to_wkb(shapely.Point(120, -91)),
+    "nan point": shapely.to_wkb(shapely.Point(120, NAN)),
+    "line": shapely.to_wkb(shapely.LineString([(120, 30), (121, 31)])),
+    "empty": shapely.to_wkb(shapely.Polygon()),
+    "truncated": shapely.to_wkb(shapely.box(120, 30, 121, 31))[:30],
+    "garbage": b"not wkb",
+}
+
+
+@pytest.mark.parametrize("name", ACCEPTED)
+def test_wkb_of_an_accepted_geometry_gives_it_back(name: str) -> None:
+    expected = one_by_one(ACCEPTED[name])
+    geoms, ok = geometries_from_wkb([shapely.to_wkb(shapely.from_geojson(json.dumps(ACCEPTED[name])))])
+    assert ok.tolist() == [True]
+    assert shapely.equals_identical(geoms[0], expected)
+
+
+@pytest.mark.parametrize("name", DAMAGED_WKB)
+def test_damaged_wkb_is_rejected_not_raised(name: str) -> None:
+    geoms, ok = geometries_from_wkb([shapely.to_wkb(shapely.box(120, 30, 121, 31)), DAMAGED_WKB[name]])
+    assert ok.tolist() == [True, False]
+    assert shapely.equals_identical(geoms[0], shapely.box(120, 30, 121, 31))

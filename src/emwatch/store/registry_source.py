@@ -6,61 +6,20 @@ from typing import Any
 
 import asyncpg
 import numpy as np
-import orjson
 
 from emwatch.alerts.episodes import EpisodeKey
 from emwatch.alerts.severity import SeverityOverrideRow
-from emwatch.geo.geojson import zone_from_feature, zone_to_feature
-from emwatch.geo.geojson_bulk import geometries_from_geojson
-from emwatch.geo.zones import Zone
+from emwatch.geo.geojson import zone_from_feature
 from emwatch.ingest.protocol import SOURCE_CODES
 from emwatch.registry import ContactBanRow, DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.accuracy import accuracy_m
 from emwatch.rules.permits import PermitRow
 from emwatch.rules.zone_versions import ZoneVersionRow
+from emwatch.store.zone_rows import load_zone_columns, load_zones, zone_feature_from_row, zone_row
 
-
-def zone_feature_from_row(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
-    """A stored zone row as the GeoJSON Feature it was loaded from."""
-    props: dict[str, Any] = dict(row["properties"] or {})
-    props.update(kind=row["kind"], name=row["name"])
-    for key in ("radius_m", "subject_id", "group_id", "jurisdiction_id", "schedule"):
-        if row[key] is not None:
-            props[key] = row[key]
-    props["version"] = row["version"]
-    return {"type": "Feature", "id": row["id"], "geometry": row["geometry"], "properties": props}
-
-
-ZONE_COLUMNS_GEOMETRY_TEXT = (
-    "id, name, kind, geometry::text AS geometry, radius_m, subject_id, group_id, jurisdiction_id, schedule,"
-    " properties, version"
-)
-
-
-def zone_row(zone: Zone) -> dict[str, Any]:
-    """The column values a zone is stored with."""
-    return {
-        "id": zone.id, "name": zone.name, "kind": zone.kind, "geometry": zone_to_feature(zone)["geometry"],
-        "radius_m": zone.radius_m, "subject_id": zone.subject_id, "group_id": zone.group_id,
-        "jurisdiction_id": zone.jurisdiction_id, "schedule": zone.schedule, "properties": zone.properties,
-    }
-
-
-async def load_zones(conn: asyncpg.Connection | asyncpg.Pool) -> list[Zone]:
-    """Every stored zone, parsed; the geometries in bulk (one GEOS call per check for all zones)."""
-    # The geometry as text: decoding 1.75M jsonb values to dicts only for shapely to walk them was
-    # most of a 700k-subject startup (benchmarks/startup.py).
-    rows = await conn.fetch(f"SELECT {ZONE_COLUMNS_GEOMETRY_TEXT} FROM zones ORDER BY id")
-    geometries, ok = geometries_from_geojson([r["geometry"] for r in rows])
-    zones = []
-    for row, geometry, checked in zip(rows, geometries.tolist(), ok.tolist(), strict=True):
-        feature = zone_feature_from_row(row)
-        if checked:
-            zones.append(zone_from_feature(feature, geometry))
-        else:  # parsed on its own, a bad zone says what is wrong with it
-            feature["geometry"] = orjson.loads(row["geometry"])
-            zones.append(zone_from_feature(feature))
-    return zones
+__all__ = [  # zone rows live in zone_rows; their readers and writers import them from here too
+    "load_registry", "load_zone_columns", "load_zones", "zone_feature_from_row", "zone_row",
+]
 
 
 async def load_registry(
@@ -82,7 +41,7 @@ async def load_registry(
                 "SELECT id, kind, subject_id, protects_subject_id FROM devices ORDER BY id"
             )
         ]
-        zones = await load_zones(conn)
+        zones = await load_zone_columns(conn)
         bans = [
             ContactBanRow(r["subject_a"], r["subject_b"], r["radius_m"], r["min_seconds"])
             for r in await conn.fetch(
@@ -91,14 +50,14 @@ async def load_registry(
         ]
         permits = await load_permits(conn)
         severity = await load_severity_overrides(conn)
-        versions = await load_zone_versions(conn, zones, versions_within_s)
+        versions = await load_zone_versions(conn, versions_within_s)
     return Registry.build(
         jurisdictions, subjects, devices, zones, h3_resolution, bans, permits, severity, versions
     )
 
 
 async def load_zone_versions(
-    conn: asyncpg.Connection | asyncpg.Pool, zones: list[Zone], within_s: float
+    conn: asyncpg.Connection | asyncpg.Pool, within_s: float
 ) -> list[ZoneVersionRow]:
     """Versions of current zones superseded within the last `within_s` seconds, with their validity.
 
@@ -107,28 +66,27 @@ async def load_zone_versions(
     rows = await conn.fetch(
         "SELECT n.zone_id, v.kind, v.geometry, v.radius_m, v.schedule,"
         " (extract(epoch FROM v.valid_from) * 1000)::bigint AS from_ms,"
-        " (extract(epoch FROM n.valid_from) * 1000)::bigint AS until_ms"
+        " (extract(epoch FROM n.valid_from) * 1000)::bigint AS until_ms,"
+        " z.name, z.subject_id, z.group_id, z.jurisdiction_id, z.properties, z.version"
         # From each version that superseded another lately (n) back to the one it superseded (v): going
         # forward from every version probed the index once per zone (2.5 s at 100k subjects, 250k zones).
-        " FROM zone_versions n JOIN LATERAL (SELECT w.kind, w.geometry, w.radius_m, w.schedule, w.valid_from"
+        " FROM zone_versions n JOIN zones z ON z.id = n.zone_id"
+        " JOIN LATERAL (SELECT w.kind, w.geometry, w.radius_m, w.schedule, w.valid_from"
         "  FROM zone_versions w WHERE w.zone_id = n.zone_id AND w.version < n.version"
         "  ORDER BY w.version DESC LIMIT 1) v ON true"
         " WHERE n.version > 1 AND n.valid_from > now() - make_interval(secs => $1)",
         float(within_s),
     )
-    current = {z.id: z for z in zones}
     out = []
     for r in rows:
-        if (zone := current.get(r["zone_id"])) is None:
-            continue
-        feature = zone_to_feature(zone)
-        props = {k: v for k, v in feature["properties"].items() if k not in ("radius_m", "schedule")}
-        props.update(kind=r["kind"], schedule=r["schedule"])
-        if r["radius_m"] is not None:
-            props["radius_m"] = r["radius_m"]
-        feature = {"type": "Feature", "id": zone.id, "geometry": r["geometry"], "properties": props}
-        old = zone_from_feature(feature)
-        out.append(ZoneVersionRow(zone.id, r["from_ms"], r["until_ms"], old))
+        # the current zone's feature (zone_feature_from_row), with the old version's fields
+        props: dict[str, Any] = dict(r["properties"] or {})
+        props.update(kind=r["kind"], name=r["name"], schedule=r["schedule"], version=r["version"])
+        for key in ("radius_m", "subject_id", "group_id", "jurisdiction_id"):
+            if r[key] is not None:
+                props[key] = r[key]
+        feature = {"type": "Feature", "id": r["zone_id"], "geometry": r["geometry"], "properties": props}
+        out.append(ZoneVersionRow(r["zone_id"], r["from_ms"], r["until_ms"], zone_from_feature(feature)))
     return out
 
 
