@@ -82,17 +82,24 @@ async def get_device(pool: asyncpg.Pool, scope: Scope, device_id: str) -> dict[s
     return dict(row)
 
 
+# What a zone is shown as (zone_rows.zone_feature_from_row): not the WKB copy of its geometry (013).
+_ZONE_COLUMNS = (
+    "z.id, z.name, z.kind, z.geometry, z.radius_m, z.subject_id, z.group_id, z.jurisdiction_id, z.schedule,"
+    " z.properties, z.version"
+)
+
+
 async def list_zones(pool: asyncpg.Pool, scope: Scope, limit: int, offset: int) -> list[dict[str, Any]]:
     """Zones that apply to visible subjects: their own, their groups', their jurisdictions' and above."""
     rows = await pool.fetch(
-        f"SELECT z.* FROM zones z WHERE {_ZONE_VISIBLE} ORDER BY z.id LIMIT $5 OFFSET $6",
+        f"SELECT {_ZONE_COLUMNS} FROM zones z WHERE {_ZONE_VISIBLE} ORDER BY z.id LIMIT $5 OFFSET $6",
         *_zone_args(scope), limit, offset,
     )
     return [dict(r) for r in rows]
 
 
 async def get_zone(pool: asyncpg.Pool, scope: Scope, zone_id: str) -> dict[str, Any]:
-    row = await pool.fetchrow(f"SELECT z.* FROM zones z WHERE z.id = $5 AND {_ZONE_VISIBLE}",
+    row = await pool.fetchrow(f"SELECT {_ZONE_COLUMNS} FROM zones z WHERE z.id = $5 AND {_ZONE_VISIBLE}",
                               *_zone_args(scope), zone_id)
     if row is None:
         raise NotFound(f"no zone {zone_id!r}")
