@@ -163,12 +163,13 @@ def e2e_section(cfg: dict[str, Any], workdir: Path) -> E2EResult:
     print(f"\nEnd to end: {cfg['e2e_subjects']:,} devices, {cfg['step_s']:.0f} s per step")
     result = asyncio.run(run_e2e(workdir, cfg["e2e_subjects"], cfg["ladders"], cfg["step_s"],
                                  log=lambda row: print("  ", row, flush=True)))
-    print(table("\nEnd to end (fixes/s; cpu in cores; latency fix→WebSocket alert)",
+    print(table("\nEnd to end (fixes/s; cpu in cores and µs per fix stored; latency fix→WebSocket alert)",
                 ["shape", "target", "achieved", "backlog", "ok", "alerts", "p50 ms", "p95 ms", "p99 ms",
-                 "cpu svc", "cpu mqtt", "cpu pg", "cpu pub", "RSS svc MiB"],
+                 "cpu svc", "cpu mqtt", "cpu pg", "cpu pub", "svc µs/fix", "pg µs/fix", "RSS svc MiB"],
                 [[s.shape, s.target, s.stored / s.seconds, s.backlog_end, s.sustained, len(s.latencies_ms),
                   s.percentile(50), s.percentile(95), s.percentile(99), s.cpu["service"], s.cpu["broker"],
-                  s.cpu["postgres"], s.cpu["publishers"], s.rss_mb.get("service")] for s in result.steps]))
+                  s.cpu["postgres"], s.cpu["publishers"], s.cpu_us_per_fix.get("service"),
+                  s.cpu_us_per_fix.get("postgres"), s.rss_mb.get("service")] for s in result.steps]))
     print(f"service ready in {result.startup_s:.1f} s with {result.subjects:,} subjects")
     return result
 

@@ -61,3 +61,13 @@ def test_device_event(payload: bytes, ok: bool) -> None:
     if ok:
         device, event, raw = out.events[0]
         assert (device, event.type, raw) == ("d9", "strap_open", payload)
+
+
+@pytest.mark.parametrize("bad_id", ["a b", "a\\nb", "é", "x/y"])
+def test_gateway_batch_rejects_a_device_id_outside_the_alphabet_and_keeps_the_others(bad_id: str) -> None:
+    # the fast path checks all ids of a batch at once; a bad one sends the batch element by element
+    payload = (b'[{"dev": "a", "ts": %d, "lat": 1, "lon": 2}, {"dev": "%s", "ts": %d, "lat": 1, "lon": 2}]'
+               % (NOW, bad_id.encode(), NOW))
+    out = decoder.decode("em/v1/gateways/g1/batch", payload, NOW)
+    assert [d for d, _ in out.fixes] == ["a"]
+    assert len(out.dead) == 1 and "index 1" in out.dead[0].reason and "regex" in out.dead[0].reason

@@ -46,3 +46,15 @@ async def test_ids_of_one_length_and_a_column_of_nulls(subject_db: asyncpg.Conne
 
 def test_no_rows_make_an_empty_stream() -> None:
     assert cb.stream([cb.text([]), cb.fixed(np.empty(0, np.int64), ">i8")]) == cb.HEADER + cb.TRAILER
+
+
+def test_rows_follow_the_order_given_within_each_shape() -> None:
+    ids = ["b", "a", "cc", "d", "e"]  # two shapes: one-byte ids and the two-byte one
+    n = np.array([1, 2, 3, 4, 5], dtype=np.int64)
+    columns = [cb.text(ids), cb.fixed(n, ">i8")]
+    order = np.array([4, 2, 1, 3, 0], dtype=np.intp)
+    one_byte = [i for i in order.tolist() if len(ids[i]) == 1]
+    expected = (cb.rows([cb.text([ids[i] for i in one_byte]), cb.fixed(n[one_byte], ">i8")])
+                + cb.rows([cb.text(["cc"]), cb.fixed(n[[2]], ">i8")]))
+    assert cb.rows(columns, order) == expected
+    assert cb.rows(columns, order) != cb.rows(columns)  # the order given is not the rows' own

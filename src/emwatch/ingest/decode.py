@@ -100,6 +100,8 @@ class MessageDecoder:
         try:
             fixes = p.gateway_batch_decoder.decode(payload)
         except _UNDECODABLE:
+            fixes = None
+        if fixes is None or (fixes and not p.device_ids_valid([fix.dev for fix in fixes])):
             # Slow path only when something is wrong: isolate the bad elements, keep the good ones.
             self._gateway_batch_elementwise(out, topic, payload, now_ms)
             return

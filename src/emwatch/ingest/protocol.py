@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -50,6 +51,23 @@ class GatewayFix(Fix, frozen=True, kw_only=True):
     dev: DeviceId
 
 
+class UncheckedGatewayFix(Fix, frozen=True, kw_only=True):
+    """A GatewayFix whose `dev` alphabet is checked for the whole batch at once (`device_ids_valid`):
+    msgspec's per-string regex took 60% of a batch's decode time."""
+
+    dev: Annotated[str, msgspec.Meta(min_length=1, max_length=DEVICE_ID_MAX_LENGTH)]
+
+
+_ID_LINES = re.compile(f"[{DEVICE_ID_ALPHABET}]+(?:\n[{DEVICE_ID_ALPHABET}]+)*")
+
+
+def device_ids_valid(ids: list[str]) -> bool:
+    """Every id is of DeviceId's alphabet: one regex over the ids joined by newlines, which no valid id
+    holds (the count of newlines guards against an id that does)."""
+    joined = "\n".join(ids)
+    return _ID_LINES.fullmatch(joined) is not None and joined.count("\n") == len(ids) - 1
+
+
 class DeviceEvent(msgspec.Struct, frozen=True):
     """A device event on `em/v1/devices/{device_id}/event`; extra fields are kept as the payload."""
 
@@ -59,7 +77,7 @@ class DeviceEvent(msgspec.Struct, frozen=True):
 
 # msgspec rejects NaN/Infinity literals and out-of-range numbers in C, before any Python runs.
 fix_decoder = msgspec.json.Decoder(Fix)
-gateway_batch_decoder = msgspec.json.Decoder(list[GatewayFix])
+gateway_batch_decoder = msgspec.json.Decoder(list[UncheckedGatewayFix])  # then device_ids_valid
 raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 gateway_fix_decoder = msgspec.json.Decoder(GatewayFix)
 event_decoder = msgspec.json.Decoder(DeviceEvent)

@@ -83,18 +83,26 @@ def stream(columns: Sequence[Column]) -> bytes:
     return HEADER + rows(columns) + TRAILER
 
 
-def rows(columns: Sequence[Column]) -> bytes:
+def rows(columns: Sequence[Column], order: NDArray[np.intp] | None = None) -> bytes:
     """The tuples of these columns, without header or trailer (streams concatenate them); rows come out
-    grouped by shape (which fields are NULL, how long each text is), order being of no meaning to COPY."""
+    grouped by shape (which fields are NULL, how long each text is), order being of no meaning to COPY.
+    Within a shape they follow `order` (a permutation of the rows) when given, else their own order."""
     n = len(columns[0].length)
     if n == 0:
         return b""
     lengths = np.stack([c.length for c in columns], axis=1)
     shape_of, shapes = _shapes(lengths)
+    rank = None
+    if order is not None and len(shapes) > 1:
+        rank = np.empty(n, dtype=np.intp)
+        rank[order] = np.arange(n)
     parts = []
     for g, shape in enumerate(shapes):
         members = np.flatnonzero(shape_of == g) if len(shapes) > 1 else None
-        parts.append(_rows_of_shape(columns, shape.tolist(), members))
+        # Whole tuples are permuted once, after the columns were copied in at C speed in their own order:
+        # cheaper than gathering each column in the order given.
+        permute = order if members is None else None if rank is None else np.argsort(rank[members])
+        parts.append(_rows_of_shape(columns, shape.tolist(), members, permute))
     return b"".join(parts)
 
 
@@ -102,9 +110,11 @@ def rows(columns: Sequence[Column]) -> bytes:
 _FIELD = {1: "u1", 2: "u2", 4: "u4", 8: "u8"}
 
 
-def _rows_of_shape(columns: Sequence[Column], shape: list[int], members: NDArray[np.intp] | None) -> bytes:
-    """Tuples of rows that all have this shape: one template row (field count, lengths) broadcast, then
-    each value copied as one fixed-size field of a structured array (a strided copy per column)."""
+def _rows_of_shape(columns: Sequence[Column], shape: list[int], members: NDArray[np.intp] | None,
+                   permute: NDArray[np.intp] | None = None) -> bytes:
+    """Tuples of rows that all have this shape (`members`, or all rows), then reordered by `permute` when
+    given: one template row (field count, lengths) broadcast, then each value copied as one fixed-size
+    field of a structured array (a strided copy per column)."""
     template = bytearray(len(columns).to_bytes(2, "big"))
     names, formats, offsets = [], [], []
     for j, length in enumerate(shape):
@@ -122,7 +132,10 @@ def _rows_of_shape(columns: Sequence[Column], shape: list[int], members: NDArray
         if length > 0:
             data = columns[j].data if members is None else columns[j].data[members]
             out[f"c{j}"] = np.ascontiguousarray(data[:, :length]).view(layout[f"c{j}"]).reshape(n)
-    return out.tobytes()
+    if permute is None:
+        return out.tobytes()
+    # as raw rows of bytes: indexing the structured array itself would copy its fields, not the template
+    return np.take(out.view(np.uint8).reshape(n, len(template)), permute, axis=0).tobytes()
 
 
 def _shapes(lengths: NDArray[np.int32]) -> tuple[NDArray[np.intp], NDArray[np.int32]]:

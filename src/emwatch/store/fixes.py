@@ -86,6 +86,10 @@ def encode_rows(parts: Sequence[tuple[FixBatch, NDArray[np.intp] | None]], *, wi
         subject_id = cb.text([s for b in picked for s in _pick(b.subject_ids, b.subject.tolist())])
     else:
         subject_id = cb.null(len(f))
+    # Rows in primary-key order (the registry numbers devices by id): PostgreSQL then inserts into the
+    # (device_id, ts) btree leaf after leaf instead of at random: 4.0 vs 6.9 µs of backend CPU per fix,
+    # 32,000-fix commits of 20k devices into 600k rows. A stable sort keeps a device's arrival order.
+    order = np.argsort(np.concatenate([b.device for b in picked]), kind="stable")
     return cb.rows([
         cb.text(f.device_ids),
         cb.timestamptz_ms(f.ts),
@@ -98,7 +102,7 @@ def encode_rows(parts: Sequence[tuple[FixBatch, NDArray[np.intp] | None]], *, wi
         cb.fixed(cell.view(np.int64), ">i8"),
         subject_id,
         cb.fixed(suspect, "?"),
-    ])
+    ], order)
 
 
 def _take(batch: FixBatch, rows: NDArray[np.intp]) -> FixBatch:
