@@ -85,6 +85,8 @@ class Observations:
     @classmethod
     def concat(cls, parts: list[Observations]) -> Observations:
         """All rows of `parts`, in order."""
+        parts = [p for p in parts if len(p)]  # most rules have nothing to say about most batches
+
         def cat(name: str, dtype: type) -> NDArray[Any]:
             if not parts:
                 return np.empty(0, dtype)

@@ -151,6 +151,22 @@ class KeyCodes:
             key = self._keys[code] = EpisodeKey(self.registry.subject_ids[subject], RULES[rule], zone_id)
         return key
 
+    def keys_of(self, codes: list[int]) -> list[EpisodeKey]:
+        """`key_of` of each code (the same cached objects), decoding the uncached codes together."""
+        keys = self._keys
+        missing = [c for c in codes if c not in keys]
+        if missing:
+            if len(keys) + len(missing) > KEY_CACHE_MAX:
+                keys.clear()
+                missing = codes
+            rest, zone = np.divmod(np.array(missing, dtype=np.int64), self.n_zones)
+            subject, rule = np.divmod(rest, len(RULES))
+            subject_ids, zone_id = self.registry.subject_ids, self._zone_id
+            for c, s, r, z in zip(missing, subject.tolist(), rule.tolist(), zone.tolist(), strict=True):
+                if c not in keys:  # a code twice in `codes`: one key object
+                    keys[c] = EpisodeKey(subject_ids[s], RULES[r], zone_id(z - 1) if z > 0 else "")
+        return [keys[c] for c in codes]
+
     def _zone_id(self, zone: int) -> str:
         found = self._zone_ids.get(zone)
         if found is None:

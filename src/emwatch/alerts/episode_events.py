@@ -30,16 +30,19 @@ class EventMaker:
         jurisdictions, risks = registry.subject_jurisdiction, registry.subject_risk
         device_ids = registry.device_ids
         severity, severity_of = self._severity, self._severity_of
+        details = [detail.get(row) for row in rows] if detail else [None] * len(rows)
         out = []
-        for j, (kind, key, row, confidence, late) in enumerate(marks):
-            s, la, lo, rule = subject[j], lat[j], lon[j], key.rule
-            jurisdiction, risk = jurisdictions[s], risks[s]
+        for (kind, key, _, confidence, late), s, d, t, la, lo, data in zip(
+            marks, subject, device, ts, lat, lon, details, strict=True
+        ):
+            rule, jurisdiction = key.rule, jurisdictions[s]
+            risk = risks[s]
+            # positional: AlertEvent's field order (type .. severity, seq, alert_id, confidence, late, data)
             out.append(AlertEvent(
-                type=kind, rule=rule, subject_id=key.subject_id, jurisdiction_id=jurisdiction,
-                device_id=device_ids[device[j]], zone_id=key.zone_id or None, ts=ts[j],
-                lat=None if la != la else la, lon=None if lo != lo else lo,
-                severity=severity.get((rule, risk, jurisdiction)) or severity_of(rule, risk, jurisdiction),
-                confidence=confidence, late=late, data=detail.get(row) if detail else None,
+                kind, rule, key.subject_id, jurisdiction, device_ids[d], key.zone_id or None, t,
+                None if la != la else la, None if lo != lo else lo,
+                severity.get((rule, risk, jurisdiction)) or severity_of(rule, risk, jurisdiction),
+                0, 0, confidence, late, data,
             ))
         return out
 

@@ -123,6 +123,9 @@ class EpisodeState:
         flags = np.array([self._flags(c) for c in held], dtype=np.uint8)
         flags |= np.where(self.codes.zone_pairs(codes), ZONE_PAIR, 0).astype(np.uint8)
         self._table = FlaggedCodes(codes, flags)
+        # How many codes of each subject the table holds: a check of a subject with none needs no lookup.
+        self._held = np.zeros(len(self.registry.subject_ids), dtype=np.int32)
+        np.add.at(self._held, self.codes.subject_zone(codes)[0], 1)
         self._timeline_codes = CodeSet(np.array(sorted(c for c in self._timelines if c >= 0), dtype=np.int64))
         self._timeline_new.clear()
         self._derive_zone_pairs()
@@ -134,15 +137,47 @@ class EpisodeState:
         codes = np.fromiter(touched, dtype=np.int64, count=len(touched))
         flags = np.fromiter(map(self._flags, touched), dtype=np.uint8, count=len(touched))
         flags |= np.where((flags != 0) & self.codes.zone_pairs(codes), ZONE_PAIR, 0).astype(np.uint8)
+        before = self._table.flags_of(codes)
         self._table.set(codes, flags)
-        self._derive_zone_pairs()
+        was = before != 0
+        change = ((flags != 0) != was) & (codes >= 0)  # a negative code (no subject) is always looked up
+        if change.any():
+            np.add.at(self._held, self.codes.subject_zone(codes[change])[0], np.where(was[change], -1, 1))
+        self._patch_zone_pairs(codes, before >= ZONE_PAIR, flags >= ZONE_PAIR)
+
+    def _flags_of_rows(self, subject: NDArray[np.int32], code: NDArray[np.int64]) -> NDArray[np.uint8]:
+        """`FlaggedCodes.flags_of(code)` of check rows, looked up only for subjects holding some code."""
+        maybe = np.flatnonzero((subject < 0) | (self._held[subject] > 0))
+        if len(maybe) == len(code):
+            return self._table.flags_of(code)
+        flags = np.zeros(len(code), dtype=np.uint8)
+        flags[maybe] = self._table.flags_of(code[maybe])
+        return flags
 
     def _derive_zone_pairs(self) -> None:
         # Codes sort by subject first (the most significant part), so the pairs come out sorted by subject.
         # Pending and recently closed keys too: a fix far from a shared zone must still be checked
         # against it, or evidence towards a change (and a replay of late fixes) would miss it.
         table = self._table
-        self.open_subject, self.open_zone = self.codes.subject_zone(table.codes[table.flags >= ZONE_PAIR])
+        self._zone_codes = table.codes[table.flags >= ZONE_PAIR]
+        self.open_subject, self.open_zone = self.codes.subject_zone(self._zone_codes)
+
+    def _patch_zone_pairs(
+        self, codes: NDArray[np.int64], before: NDArray[np.bool_], after: NDArray[np.bool_]
+    ) -> None:
+        """`_derive_zone_pairs` for a change of the (distinct) `codes` only: no pass over every held code."""
+        zone_codes, subject, zone = self._zone_codes, self.open_subject, self.open_zone
+        drop = codes[before & ~after]
+        if len(drop):
+            at = np.searchsorted(zone_codes, drop)
+            zone_codes, subject, zone = np.delete(zone_codes, at), np.delete(subject, at), np.delete(zone, at)
+        add = np.sort(codes[after & ~before])
+        if len(add):
+            at = np.searchsorted(zone_codes, add)
+            add_subject, add_zone = self.codes.subject_zone(add)
+            zone_codes = np.insert(zone_codes, at, add)
+            subject, zone = np.insert(subject, at, add_subject), np.insert(zone, at, add_zone)
+        self._zone_codes, self.open_subject, self.open_zone = zone_codes, subject, zone
 
     def _timelines_indexed(self) -> CodeSet:
         """`_timeline_codes` with the timelines started since it was last brought up to date."""

@@ -21,7 +21,7 @@ from emwatch.alerts.episode_state import DEFAULT_HORIZON_MS as DEFAULT_HORIZON_M
 from emwatch.alerts.episode_state import OPEN, PENDING, POSSIBLE, ZONE_RULE_CODES
 from emwatch.alerts.late_episodes import REPLAYED_CODES, LateEpisodes
 from emwatch.alerts.late_episodes import REPLAYED_RULES as REPLAYED_RULES
-from emwatch.alerts.timeline import CLOSED, Timeline, transition
+from emwatch.alerts.timeline import CLOSED, Kind, Timeline, transition
 from emwatch.alerts.timeline import IMMEDIATE as IMMEDIATE
 from emwatch.alerts.timeline import Debounce as Debounce
 from emwatch.model import AlertEvent, Observations
@@ -55,7 +55,7 @@ class EpisodeBook(LateEpisodes):
         """Every row of each key with some row that may change its state; the rest confirm it."""
         # A key with nothing open or pending has news only in a breach; the few held keys are
         # looked at closely (clearing evidence, pending counts, a possible alert to confirm).
-        flags = self._table.flags_of(code)
+        flags = self._flags_of_rows(obs.subject, code)
         held = np.flatnonzero(flags & (OPEN | PENDING))
         news = obs.breach.copy()
         if len(held):
@@ -72,8 +72,9 @@ class EpisodeBook(LateEpisodes):
     ) -> list[Mark]:
         """Each row through its key's debounce machine, in order; the transitions that raise events."""
         open_, pending, timelines = self._open, self._pending, self._timelines
-        policy_of, key_of, horizon_ms = self._policy_by_rule, self.codes.key_of, self.horizon_ms
-        marks: list[Mark] = []
+        policy_of, horizon_ms = self._policy_by_rule, self.horizon_ms
+        set_state, replayed, zone_rule = self._set_state, REPLAYED_CODES, ZONE_RULE_CODES
+        raised: list[tuple[Kind, int, int, str]] = []  # (kind, code, row, confidence): keys made below
         for i, c, ts, breach, confirmed, rule in zip(
             rows.tolist(), codes.tolist(), obs.ts[rows].tolist(), obs.breach[rows].tolist(),
             obs.confirmed[rows].tolist(), obs.rule[rows].tolist(), strict=True,
@@ -84,7 +85,7 @@ class EpisodeBook(LateEpisodes):
             if after == state:
                 continue
             touched.add(c)
-            if REPLAYED_CODES[rule]:  # only these are ever re-derived: the others need no history
+            if replayed[rule]:  # only these are ever re-derived: the others need no history
                 timeline = timelines.get(c)
                 if timeline is None:
                     timeline = timelines[c] = Timeline(state)
@@ -92,8 +93,10 @@ class EpisodeBook(LateEpisodes):
                 timeline.record(ts, after, kind, horizon_ms)
                 if after == CLOSED:
                     self._closed(c, ts)
-            self._set_state(c, after, ts, ZONE_RULE_CODES[rule])
+            set_state(c, after, ts, zone_rule[rule])
             if kind is not None:
                 confidence = state[0] if kind == "cleared" else after[0]  # a clear keeps the episode's own
-                marks.append((kind, key_of(c), i, confidence or "confirmed", False))
-        return marks
+                raised.append((kind, c, i, confidence or "confirmed"))
+        # Keys for the whole batch at once: their codes are decoded together (one numpy pass).
+        keys = self.codes.keys_of([r[1] for r in raised])
+        return [(kind, key, i, conf, False) for (kind, _, i, conf), key in zip(raised, keys, strict=True)]

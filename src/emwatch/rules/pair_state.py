@@ -40,6 +40,7 @@ class PairState:
         assigned = registry.device_subject >= 0
         self.bracelet_of = first_device_of(registry, registry.device_wearable)
         self.phone_of = first_device_of(registry, ~registry.device_wearable & assigned)
+        self.any_paired = bool(((self.bracelet_of >= 0) & (self.phone_of >= 0)).any())  # separation has work
         self.victim_device = np.flatnonzero(registry.device_protects >= 0).astype(np.int32)
         self.victim_subject = registry.device_protects[self.victim_device]
         self._index_pairs(registry)
@@ -134,7 +135,8 @@ class PairState:
         self.lat[d], self.lon[d], self.acc[d], self.pos_ts[d] = lat, lon, acc, ts
         self.lbs[d] = f.src[rows] == SRC_LBS
         watched = self.watched[d]  # only proximity looks at cells: spare the others an H3 lookup
-        self.cell[d[watched]] = cells_for(lat[watched], lon[watched], self.cell_resolution)
+        if watched.any():
+            self.cell[d[watched]] = cells_for(lat[watched], lon[watched], self.cell_resolution)
         # A device "moved" when it left its anchor by more than both fixes' error could explain.
         shift = haversine_m(lat, lon, self.anchor_lat[d], self.anchor_lon[d])
         first = np.isnan(self.anchor_lat[d])

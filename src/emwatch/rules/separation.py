@@ -64,7 +64,11 @@ def evaluate_separation(
 
     `last_seen`: per device, the newest fix *or event* (heartbeats included); without it only fixes count.
     """
-    subject, ts = _touched(registry, batch, events)
+    if not state.any_paired:
+        return Observations.empty()
+    subject, ts = _touched(registry, state, batch, events)
+    if len(subject) == 0:  # no paired subject reported: skip the score's few dozen array operations
+        return Observations.empty()
     return _score(registry, state, subject, ts, config, last_seen)
 
 
@@ -194,9 +198,9 @@ def _counted(
 
 
 def _touched(
-    registry: Registry, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]]
+    registry: Registry, state: PairState, batch: FixBatch, events: list[tuple[str, DeviceEvent, bytes]]
 ) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
-    """Subjects heard from in the batch (fresh fix or companion event), with the newest such ts."""
+    """Paired subjects heard from in the batch (fresh fix or companion event), with the newest such ts."""
     rows = np.flatnonzero(batch.fresh & (batch.subject >= 0))
     companion = [
         (int(registry.device_subject[registry.device_index[d]]), e.ts)
@@ -206,6 +210,9 @@ def _touched(
     ts = np.concatenate([batch.fixes.ts[rows], np.array([c[1] for c in companion], dtype=np.int64)])
     keep = subject >= 0
     subject, ts = subject[keep], ts[keep]
+    # Only a subject with both a bracelet and a phone is scored (`_score` drops the others).
+    paired = (state.bracelet_of[subject] >= 0) & (state.phone_of[subject] >= 0)
+    subject, ts = subject[paired], ts[paired]
     unique, inverse = np.unique(subject, return_inverse=True)
     newest = np.full(len(unique), NEVER, dtype=np.int64)
     np.maximum.at(newest, inverse, ts)
