@@ -14,7 +14,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 LATEST_JSON = HERE / "results" / "latest.json"
-SECTION = "## Performance: packed batches, real startup"  # columns changed: a new table
+SECTION = "## Performance: compiled containment, columnar startup"  # the section new rows go to
 
 
 def machine() -> dict[str, Any]:
@@ -68,9 +68,12 @@ def write(
     if SECTION not in text:
         text = text.rstrip("\n") + "\n\n" + SECTION + "\n\n" + PREAMBLE + "\n\n" + HEADER + "\n"
     head, _, tail = text.partition(SECTION)
-    # the row goes at the end of the Performance section, before any section that follows it
+    # the row goes under the section's table (notes may follow it), before any section after it
     body, sep, rest = tail.partition("\n## ")
-    body = body.rstrip("\n") + "\n| " + row + " |\n"
+    lines = body.rstrip("\n").split("\n")
+    last_row = max((i for i, line in enumerate(lines) if line.startswith("| ")), default=len(lines) - 1)
+    lines.insert(last_row + 1, "| " + row + " |")
+    body = "\n".join(lines) + "\n"
     results_md.write_text(head + SECTION + body + (("\n" + sep.lstrip("\n") + rest) if sep else ""))
 
 
