@@ -89,3 +89,24 @@ async def test_acknowledgement_takes_the_next_feed_seq_and_is_stored_under_it(se
     await service.drain()
     async with feed(service, subject, since=alert["seq"] - 1) as resumed:
         assert [(await resumed.next())["seq"] for _ in range(2)] == [alert["seq"], ack["seq"]]
+
+
+async def test_a_live_client_gets_every_event_published_once_it_is_connected(service: Service) -> None:
+    """No ?since=: the stream starts when the connection opens. Recording the connection (an audit row)
+    happens after the subscription, so an event published meanwhile still reaches the client."""
+    subject, device = await service.add_subject()
+    await service.publish_fix(device, *INSIDE)
+    await service.drain()
+    blocker = await asyncpg.connect(service.pipeline.settings.database_url)
+    try:
+        lock = blocker.transaction()
+        await lock.start()
+        await blocker.execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")  # the feed's audit row waits
+        async with feed(service, subject) as client:
+            await service.publish_fix(device, *OUTSIDE)
+            await service.drain()
+            await lock.rollback()
+            message = await client.next()
+            assert (message["subject_id"], message["type"]) == (subject, "alert")
+    finally:
+        await blocker.close()

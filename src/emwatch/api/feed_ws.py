@@ -39,24 +39,30 @@ async def alert_feed(websocket: WebSocket) -> None:
     svc: Services = websocket.app.state.services
     raw_since = websocket.query_params.get("since")
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")]
-    # Accept first (echoing `bearer`, or a browser drops the connection) so a refusal carries its reason.
-    await websocket.accept(subprotocol="bearer" if offered[0] == "bearer" else None)
+    # Echo `bearer`, or a browser drops the connection.
+    subprotocol = "bearer" if offered[0] == "bearer" else None
+    refusal: tuple[int, str] | None = None
     if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
-        await websocket.close(code=1008, reason="since must be a non-negative integer seq")
-        return
-    try:
-        user = await principal_from_token(svc, websocket, bearer_from_headers(websocket))
-    except InvalidToken as exc:
-        await websocket.close(code=CLOSE_UNAUTHORIZED, reason=f"unauthorized: {exc}"[:120])
-        return
-    await audit(svc, user, "feed.connect", None, None, since=raw_since)
-    metrics.FEED_SUBSCRIBERS.inc()
-    # Subscribe before reading history: whatever is published meanwhile is buffered, then de-duplicated
-    # by seq; what was published before (committed or not) is in the database or in `pending`.
-    with svc.feed.subscribe() as sub:
-        pending = svc.feed.pending()
+        refusal = (1008, "since must be a non-negative integer seq")
+    else:
         try:
-            last = int(raw_since) if raw_since is not None else svc.feed.last_seq
+            user = await principal_from_token(svc, websocket, bearer_from_headers(websocket))
+        except InvalidToken as exc:
+            refusal = (CLOSE_UNAUTHORIZED, f"unauthorized: {exc}"[:120])
+    if refusal is not None:
+        await websocket.accept(subprotocol=subprotocol)  # accepted, so that the close carries its reason
+        await websocket.close(code=refusal[0], reason=refusal[1])
+        return
+    # Subscribe before accepting, and so before reading history or recording the connection: whatever
+    # is published from the moment the client is connected is buffered, then de-duplicated by seq; what
+    # was published before (committed or not) is in the database or in `pending`.
+    with svc.feed.subscribe() as sub:
+        pending, live_from = svc.feed.pending(), svc.feed.last_seq
+        await websocket.accept(subprotocol=subprotocol)
+        await audit(svc, user, "feed.connect", None, None, since=raw_since)
+        metrics.FEED_SUBSCRIBERS.inc()
+        try:
+            last = int(raw_since) if raw_since is not None else live_from
             if raw_since is not None:
                 while page := await repo.alert_events_since(svc.pool, last, REPLAY_PAGE):
                     for message in page:
