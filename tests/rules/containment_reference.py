@@ -8,26 +8,11 @@ from numpy.typing import NDArray
 
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
-from emwatch.rules.accuracy import SRC_LBS, accuracy_m, classify, distance_to_zone_m
-from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
+from emwatch.rules.accuracy import accuracy_m, classify
+from emwatch.rules.catalog import ZONE_EXIT
+from emwatch.rules.containment import _approach_checks, subject_pairs, zone_rule  # unchanged since
 from emwatch.rules.permits import apply_permits, permit_zone_in_force
 from emwatch.rules.runs import expand_runs
-
-
-def subject_pairs(
-    registry: Registry, subject: NDArray[np.int32]
-) -> tuple[NDArray[np.intp], NDArray[np.int32]]:
-    """(row, zone) for the zones each row's subject is always checked against (CSR expansion)."""
-    start = registry.pair_start[subject]
-    rows, at = expand_runs(start, registry.pair_start[subject + 1] - start)
-    return rows, registry.pair_zone[at]
-
-
-def zone_rule(registry: Registry, zone: NDArray[np.int32]) -> NDArray[np.int16]:
-    """The rule a zone enforces: curfew for a scheduled inclusion zone, else exit/entry by kind."""
-    inclusion = registry.zones.kind_is_inclusion[zone]
-    curfew = inclusion & registry.schedules.scheduled[zone]
-    return np.where(curfew, CURFEW_VIOLATION, np.where(inclusion, ZONE_EXIT, ZONE_ENTRY)).astype(np.int16)
 
 
 def reference_containment(
@@ -103,22 +88,6 @@ def reference_containment(
         lat=lat, lon=lon, breach=breach, confirmed=confirmed,
     )
     return Observations.concat([checks, _approach_checks(registry, checks, f.src[fix])])
-
-
-def _approach_checks(registry: Registry, checks: Observations, src: NDArray[np.int8]) -> Observations:
-    """`zone_approach` for exclusion zones with a warning ring: within `buffer_m` of the zone (or in it)."""
-    buffer_m = registry.zone_buffer_m[checks.zone]
-    rows = np.flatnonzero(~np.isnan(buffer_m) & (checks.rule == ZONE_ENTRY))
-    if len(rows) == 0:
-        return Observations.empty()
-    distance = distance_to_zone_m(registry.zones, checks.zone[rows], checks.lon[rows], checks.lat[rows])
-    near = (distance <= buffer_m[rows]) & registry.schedules.active(checks.zone[rows], checks.ts[rows])
-    return Observations(
-        subject=checks.subject[rows], rule=np.full(len(rows), ZONE_APPROACH, np.int16),
-        zone=checks.zone[rows],
-        device=checks.device[rows], ts=checks.ts[rows], lat=checks.lat[rows], lon=checks.lon[rows],
-        breach=near, confirmed=near & (src[rows] != SRC_LBS),
-    )
 
 
 def _rows_with_open_episodes(
