@@ -149,6 +149,8 @@ async def test_alert_reaches_the_websocket_during_the_outage_and_is_stored_with_
             await service.drain()
             async with feed(service, subject) as client:  # connected (authorised, audited) before the outage
                 await wait_for(lambda: service.pipeline.feed.subscriber_count == 1)
+                # the feed subscribes before it accepts and audits after: wait for the audit row too
+                await pg.wait_for_value("SELECT count(*) FROM audit_log WHERE action = 'feed.connect'", 1)
                 await pg.stop()
                 t0 = time.monotonic()
                 ts = await service.publish_fix(device, *OUTSIDE)
