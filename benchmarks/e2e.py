@@ -37,6 +37,8 @@ class Step:
     # CPU µs per fix stored, per party: CPU seconds up to the end of the drain over the fixes stored by then
     # (a rate that contention from other processes on the machine changes far less than fixes/s)
     cpu_us_per_fix: dict[str, float] = field(default_factory=dict)
+    # share of the step (publishing + drain) the service's one writer spent in write transactions
+    committer_busy: float | None = None
 
     @property
     def sustained(self) -> bool:
@@ -58,6 +60,7 @@ class Step:
             "sustained": self.sustained, "alerts": len(self.latencies_ms),
             "p50_ms": self.percentile(50), "p95_ms": self.percentile(95), "p99_ms": self.percentile(99),
             "cpu_cores": self.cpu, "cpu_us_per_fix": self.cpu_us_per_fix, "rss_mb": self.rss_mb,
+            "committer_busy": self.committer_busy,
         }
 
 
@@ -106,6 +109,7 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
                 seconds: float, parties: dict[str, list[psutil.Process]], feed: list[tuple[float, float]],
                 procs_n: int) -> Step:
     stored0 = await svc.counter(http, "emwatch_fixes_stored_total")
+    commit0 = await svc.counter(http, "emwatch_commit_seconds_sum")
     cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
     feed_from = len(feed)
     t0 = time.monotonic()
@@ -139,10 +143,11 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
     drained = max(1.0, await svc.counter(http, "emwatch_fixes_stored_total") - stored0)
     per_fix = {k: round(s / drained * 1e6, 2) for k, s in used.items()}
     per_fix["publishers"] = round(sum(r["cpu_s"] for r in reports) / max(published, 1) * 1e6, 2)
+    committer_busy = round((await svc.counter(http, "emwatch_commit_seconds_sum") - commit0) / busy, 2)
     lat = [ms for _, ms in feed[feed_from:]]
     pub_s = max(r["seconds"] for r in reports)
     return Step(shape, rate, published, int(stored_end - stored0), pub_s, backlog_end, drain_s, lat, cpu,
-                {k: round(v) for k, v in rss.items()}, per_fix)
+                {k: round(v) for k, v in rss.items()}, per_fix, committer_busy)
 
 
 def _rss(p: psutil.Process) -> int:
