@@ -10,7 +10,8 @@ from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m, classify
 from emwatch.rules.catalog import ZONE_EXIT
-from emwatch.rules.containment import _approach_checks, subject_pairs, zone_rule  # unchanged since
+from emwatch.rules.containment import _approach_checks, subject_pairs  # unchanged since
+from emwatch.rules.containment_pairs import zone_rule
 from emwatch.rules.permits import apply_permits, permit_zone_in_force
 from emwatch.rules.runs import expand_runs
 

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import SRC_LBS, accuracy_m, distance_to_zone_m
-from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
+from emwatch.rules.catalog import ZONE_APPROACH, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.containment_pairs import pair_checks, registry_columns
 from emwatch.rules.permits import apply_permits, permit_zone_in_force
 from emwatch.rules.runs import expand_runs
@@ -21,13 +21,6 @@ def subject_pairs(
     start = registry.pair_start[subject]
     rows, at = expand_runs(start, registry.pair_start[subject + 1] - start)
     return rows, registry.pair_zone[at]
-
-
-def zone_rule(registry: Registry, zone: NDArray[np.int32]) -> NDArray[np.int16]:
-    """The rule a zone enforces: curfew for a scheduled inclusion zone, else exit/entry by kind."""
-    inclusion = registry.zones.kind_is_inclusion[zone]
-    curfew = inclusion & registry.schedules.scheduled[zone]
-    return np.where(curfew, CURFEW_VIOLATION, np.where(inclusion, ZONE_EXIT, ZONE_ENTRY)).astype(np.int16)
 
 
 def evaluate_containment(

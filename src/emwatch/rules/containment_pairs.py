@@ -20,6 +20,13 @@ from emwatch.rules.containment_kernel import BAD_CELL, containment_pairs, key_se
 _DIGIT_BITS, _MAX_RES = 3, 15  # geo.cells' H3 layout: compact_cell_key's shift
 
 
+def zone_rule(registry: Registry, zone: NDArray[np.int32]) -> NDArray[np.int16]:
+    """The rule a zone enforces: curfew for a scheduled inclusion zone, else exit/entry by kind."""
+    inclusion = registry.zones.kind_is_inclusion[zone]
+    curfew = inclusion & registry.schedules.scheduled[zone]
+    return np.where(curfew, CURFEW_VIOLATION, np.where(inclusion, ZONE_EXIT, ZONE_ENTRY)).astype(np.int16)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RegistryColumns:
     """The registry's arrays as the kernel takes them, and per-zone facts derived once per registry."""
@@ -30,7 +37,7 @@ class RegistryColumns:
     zone_cols: tuple[Any, ...]
     ring_cols: tuple[Any, ...]
     key_cols: tuple[Any, ...]
-    rule: NDArray[np.int16]  # the rule each zone enforces (containment.zone_rule)
+    rule: NDArray[np.int16]  # the rule each zone enforces (zone_rule)
     any_scheduled: bool
     any_destination: bool
     any_buffer: bool
@@ -40,8 +47,7 @@ class RegistryColumns:
         z, rings, permits = registry.zones, registry.zones.rings, registry.permits
         res = z.resolution
         inclusion = z.kind_is_inclusion
-        curfew = inclusion & registry.schedules.scheduled
-        rule = np.where(curfew, CURFEW_VIOLATION, np.where(inclusion, ZONE_EXIT, ZONE_ENTRY)).astype(np.int16)
+        rule = zone_rule(registry, np.arange(len(inclusion), dtype=np.int32))
         shift = np.int64(1) << np.int64(42)  # PermitTable.latest_started's key
         return cls(
             registry=registry,
