@@ -37,8 +37,11 @@ class Step:
     # CPU µs per fix stored, per party: CPU seconds up to the end of the drain over the fixes stored by then
     # (a rate that contention from other processes on the machine changes far less than fixes/s)
     cpu_us_per_fix: dict[str, float] = field(default_factory=dict)
-    # share of the step (publishing + drain) the service's one writer spent in write transactions
+    # share of the step (publishing + drain) the service's writers spent in write transactions, less their
+    # waits for the transaction before (up to the number of writers, store/committer.py)
     committer_busy: float | None = None
+    # the same per phase of a transaction (encode, queue, fixes, rows, turn, alerts, commit), waits included
+    commit_phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def sustained(self) -> bool:
@@ -60,7 +63,7 @@ class Step:
             "sustained": self.sustained, "alerts": len(self.latencies_ms),
             "p50_ms": self.percentile(50), "p95_ms": self.percentile(95), "p99_ms": self.percentile(99),
             "cpu_cores": self.cpu, "cpu_us_per_fix": self.cpu_us_per_fix, "rss_mb": self.rss_mb,
-            "committer_busy": self.committer_busy,
+            "committer_busy": self.committer_busy, "commit_phases": self.commit_phases,
         }
 
 
@@ -110,6 +113,7 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
                 procs_n: int) -> Step:
     stored0 = await svc.counter(http, "emwatch_fixes_stored_total")
     commit0 = await svc.counter(http, "emwatch_commit_seconds_sum")
+    phases0 = await _commit_phases(svc, http)
     cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
     feed_from = len(feed)
     t0 = time.monotonic()
@@ -144,10 +148,20 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
     per_fix = {k: round(s / drained * 1e6, 2) for k, s in used.items()}
     per_fix["publishers"] = round(sum(r["cpu_s"] for r in reports) / max(published, 1) * 1e6, 2)
     committer_busy = round((await svc.counter(http, "emwatch_commit_seconds_sum") - commit0) / busy, 2)
+    phases1 = await _commit_phases(svc, http)
+    phases = {k: round((v - phases0.get(k, 0.0)) / busy, 3) for k, v in phases1.items()}
     lat = [ms for _, ms in feed[feed_from:]]
     pub_s = max(r["seconds"] for r in reports)
     return Step(shape, rate, published, int(stored_end - stored0), pub_s, backlog_end, drain_s, lat, cpu,
-                {k: round(v) for k, v in rss.items()}, per_fix, committer_busy)
+                {k: round(v) for k, v in rss.items()}, per_fix, committer_busy, phases)
+
+
+async def _commit_phases(svc: Service, http: httpx.AsyncClient) -> dict[str, float]:
+    """Seconds the service's write transactions spent in each phase so far (emwatch_commit_phase_seconds)."""
+    text = (await http.get(f"{svc.base}/metrics")).text
+    prefix = 'emwatch_commit_phase_seconds_total{phase="'
+    return {line[len(prefix):].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line.startswith(prefix)}
 
 
 def _rss(p: psutil.Process) -> int:

@@ -1,10 +1,13 @@
-"""The commit stage: a bounded write buffer, drained in seq order by one committer that outlasts outages.
+"""The commit stage: a bounded write buffer, drained in seq order by pipelined write transactions that
+outlast outages.
 
 The evaluate stage has already published what a batch raised; what is left is to make it durable:
 fixes, device events, dead letters, alerts, alert events and their notification outbox, in one
-transaction per drain, in the order the events were given their seqs. While PostgreSQL is away the
-committer retries with backoff and the buffer fills; a full buffer blocks the evaluate stage, which
-stops reading from the broker (back-pressure; nothing is dropped, nothing is acknowledged).
+transaction per drain. Up to `writers` drains are in flight at once, each on its own connection: they
+write their fixes concurrently, but each writes its alerts only once the drain before it has committed
+and then commits itself, so drains commit, and are reported durable (PUBACK), in buffer (= seq) order.
+While PostgreSQL is away the committer retries with backoff and the buffer fills; a full buffer blocks
+the evaluate stage, which stops reading from the broker (back-pressure; nothing dropped or acknowledged).
 """
 
 from __future__ import annotations
@@ -23,19 +26,36 @@ from emwatch import metrics
 from emwatch.feed.ledger import AlertLedger
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation
-from emwatch.store import writer
+from emwatch.store import fixes, writer
 from emwatch.store.db import CONNECTION_ERRORS
 
 log = logging.getLogger(__name__)
 # What a lost or refused connection looks like through asyncpg (a query error is not among them).
 DATABASE_DOWN = CONNECTION_ERRORS
+# A drain waits in PostgreSQL on a row of a later drain (the same fix redelivered into both) while the
+# later one waits, in Python, for the earlier to commit: PostgreSQL cannot see that cycle. The lock wait
+# times out instead, both roll back, and the earlier retries alone. A real deadlock is reported as such.
+LOCK_TIMEOUT_MS = 2_000
+CONFLICTS = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
+WRITERS = 2  # write transactions in flight at once: the next one's COPY overlaps this one's commit
+
 BUFFER_FIXES = Gauge("emwatch_commit_buffer_fixes", "Fixes evaluated and published, not yet committed.")
 BUFFER_FULL = Counter("emwatch_commit_buffer_full_total", "Times evaluation waited for the write buffer.")
-# Its sum over time is the committer's busy share: near 1, the one writer sets the pipeline's pace.
+COMMIT_CONFLICTS = Counter(
+    "emwatch_commit_conflicts_total", "Write transactions rolled back on a lock timeout or deadlock, retried"
+)
+# Its sum over time is the writers' busy share (up to WRITERS): near it, the writers set the pace.
 COMMIT_SECONDS = Histogram(
-    "emwatch_commit_seconds", "One successful write transaction (fixes, events, alerts, commit).",
+    "emwatch_commit_seconds",
+    "One successful write transaction (fixes, events, alerts, commit), less its wait for the one before.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+# Where that time goes: encode (the COPY payload), queue (waiting for the transaction before to write its
+# fixes and rows), fixes (begin, COPY), rows (device events, dead letters), turn (waiting for the one
+# before to commit), alerts (+ renumbers, outbox), commit. The two waits are not in COMMIT_SECONDS.
+COMMIT_PHASE_SECONDS = Counter("emwatch_commit_phase_seconds", "Write transaction time by phase", ["phase"])
+_PHASES = {p: COMMIT_PHASE_SECONDS.labels(p)
+           for p in ("encode", "queue", "fixes", "rows", "turn", "alerts", "commit")}
 
 
 def raise_if_cancelling() -> None:
@@ -73,6 +93,7 @@ class WriteBuffer:
     def __init__(self, max_writes: int, max_fixes: int) -> None:
         self._items: deque[PendingWrite] = deque()
         self._fixes = 0
+        self._taken = 0  # the first writes, handed to transactions in flight
         self._max_writes, self._max_fixes = max_writes, max_fixes
         self._filled = asyncio.Event()  # set when something was put
         self._drained = asyncio.Event()  # set when something was committed
@@ -83,6 +104,11 @@ class WriteBuffer:
     @property
     def pending_fixes(self) -> int:
         return self._fixes
+
+    @property
+    def untaken(self) -> int:
+        """Writes no transaction has taken yet."""
+        return len(self._items) - self._taken
 
     def _has_room(self, fixes: int) -> bool:
         # One write is always admitted into an empty buffer, however big: a bound must not wedge us.
@@ -105,80 +131,270 @@ class WriteBuffer:
         BUFFER_FIXES.set(self._fixes)
         self._filled.set()
 
-    async def take(self, limit: int) -> list[PendingWrite]:
-        """The oldest writes (at least one, at most `limit`); they stay counted until `done`."""
-        while not self._items:
+    async def wait_untaken(self) -> None:
+        """Until some write is not taken yet."""
+        while not self.untaken:
             self._filled.clear()
             await self._filled.wait()
-        return [self._items[i] for i in range(min(limit, len(self._items)))]
+
+    async def take(self, limit: int) -> list[PendingWrite]:
+        """The oldest writes not taken yet (at least one, at most `limit`); they stay counted until `done`."""
+        await self.wait_untaken()
+        taken = [self._items[i] for i in range(self._taken, min(self._taken + limit, len(self._items)))]
+        self._taken += len(taken)
+        return taken
 
     def done(self, count: int) -> None:
-        """The first `count` writes are durable."""
+        """The first `count` writes (all taken) are durable."""
         for _ in range(count):
             self._fixes -= self._items.popleft().fixes
+        self._taken -= count
         BUFFER_FIXES.set(self._fixes)
         self._drained.set()
 
 
+class _PredecessorFailed(Exception):
+    """The transaction before this one failed: this one rolls back, to be written again after it."""
+
+
+class _Turn:
+    """A transaction's progress, as the one after it waits for it: its fixes and rows written, then
+    committed (ok) or failed."""
+
+    __slots__ = ("_settled", "_written", "ok")
+
+    def __init__(self) -> None:
+        self._written, self._settled, self.ok = asyncio.Event(), asyncio.Event(), False
+
+    def wrote(self) -> None:
+        self._written.set()
+
+    def settle(self, ok: bool) -> None:
+        self.ok = ok
+        self._written.set()
+        self._settled.set()
+
+    async def written(self) -> None:
+        await self._written.wait()
+        if self._settled.is_set() and not self.ok:
+            raise _PredecessorFailed
+
+    async def committed(self) -> None:
+        await self._settled.wait()
+        if not self.ok:
+            raise _PredecessorFailed
+
+
+@dataclass(slots=True)
+class _Drain:
+    """Some consecutive writes, being committed as one transaction."""
+
+    items: list[PendingWrite]
+    turn: _Turn
+    task: asyncio.Task[None]
+
+
 class Committer:
-    """Drains a WriteBuffer into PostgreSQL; `on_durable` runs after each commit (PUBACKs, feed trim)."""
+    """Drains a WriteBuffer into PostgreSQL; `on_durable` runs after each commit, in buffer order
+    (PUBACKs, feed trim)."""
 
     def __init__(self, pool: asyncpg.Pool, buffer: WriteBuffer, ledger: AlertLedger,
-                 on_durable: Callable[[list[PendingWrite]], None], max_per_commit: int) -> None:
+                 on_durable: Callable[[list[PendingWrite]], None], max_per_commit: int,
+                 writers: int = WRITERS, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
         self.pool, self.buffer, self.ledger = pool, buffer, ledger
         self.on_durable = on_durable
         self.max_per_commit = max_per_commit
+        self.writers, self.lock_timeout_ms = writers, lock_timeout_ms
         self.database_up = True
         self.busy = False
+        self._idle: list[asyncpg.Connection] = []  # held between transactions (lock_timeout set once)
 
     async def run(self) -> None:
         """Commit forever, in buffer order."""
-        while True:
-            raise_if_cancelling()
-            items = await self.buffer.take(self.max_per_commit)
-            self.busy = True
-            try:
-                await self._commit_until_done(items)
-                self.buffer.done(len(items))
-                self.on_durable(items)
-            finally:
-                self.busy = False
-
-    async def _commit_until_done(self, items: list[PendingWrite]) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    started = time.perf_counter()
-                    await _commit(conn, items)
-                    COMMIT_SECONDS.observe(time.perf_counter() - started)
-                    if wanted := self.ledger.ids_wanted:
-                        self.ledger.reserve(await writer.reserve_alert_ids(conn, wanted))
-                if not self.database_up:
-                    log.warning("database back: %d buffered write(s) committed", len(items))
-                self.database_up = True
-                return
-            except DATABASE_DOWN as exc:
+        flight: deque[_Drain] = deque()
+        try:
+            while True:
                 raise_if_cancelling()
+                while len(flight) < self.writers and self.buffer.untaken:
+                    flight.append(self._start(await self.buffer.take(self.max_per_commit),
+                                              flight[-1].turn if flight else None))
+                self.busy = bool(flight)
+                if not flight:
+                    await self.buffer.wait_untaken()
+                    continue
+                head = flight[0]
+                if not head.task.done():
+                    await self._head_or_more(head.task, room=len(flight) < self.writers)
+                    continue
+                flight.popleft()
+                if head.task.exception() is not None:
+                    await self._recover(head, flight)
+                self.buffer.done(len(head.items))
+                self.on_durable(head.items)
+        finally:
+            for d in flight:
+                d.task.cancel()
+            await asyncio.gather(*(d.task for d in flight), return_exceptions=True)
+            self.busy = False
+            while self._idle:
+                await self.pool.release(self._idle.pop())
+
+    def _start(self, items: list[PendingWrite], after: _Turn | None) -> _Drain:
+        turn = _Turn()
+        return _Drain(items, turn, asyncio.create_task(self._attempt(items, after, turn), name="commit"))
+
+    async def _head_or_more(self, head: asyncio.Task[None], room: bool) -> None:
+        """Until the oldest transaction ends, or (with a writer free) more writes arrive."""
+        more = asyncio.ensure_future(self.buffer.wait_untaken()) if room else None
+        try:
+            await asyncio.wait([head] if more is None else [head, more], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if more is not None:
+                more.cancel()
+
+    async def _recover(self, failed: _Drain, rest: deque[_Drain]) -> None:
+        """The oldest transaction failed: the later ones roll back (their turn failed); once they did, it
+        is written again alone, as long as it takes, then the later ones start again behind it."""
+        await asyncio.gather(*(d.task for d in rest), return_exceptions=True)
+        error = failed.task.exception()
+        assert error is not None
+        backoff, merge = 0.2, False
+        while True:
+            if isinstance(error, asyncpg.UniqueViolationError) and not merge:
+                merge = True  # a fix stored already (redelivered): this time all through the merge
+            elif not isinstance(error, (*DATABASE_DOWN, *CONFLICTS)):
+                raise error
+            elif isinstance(error, DATABASE_DOWN):
                 self.database_up = False
                 metrics.COMMIT_RETRIES.inc()
                 log.warning("database unavailable (%s); %d write(s) buffered (%d fixes); retrying in %.1f s",
-                            exc, len(self.buffer), self.buffer.pending_fixes, backoff)
+                            error, len(self.buffer), self.buffer.pending_fixes, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+            else:
+                COMMIT_CONFLICTS.inc()
+                log.info("write transaction rolled back (%s: %s); writing it again alone",
+                         type(error).__name__, error)
+            raise_if_cancelling()
+            try:
+                await self._attempt(failed.items, None, _Turn(), merge)
+                break
+            except (*DATABASE_DOWN, *CONFLICTS, asyncpg.UniqueViolationError) as exc:
+                raise_if_cancelling()
+                error = exc
+        later = [d.items for d in rest]
+        rest.clear()
+        for items in later:
+            rest.append(self._start(items, rest[-1].turn if rest else None))
+
+    async def _attempt(self, items: list[PendingWrite], after: _Turn | None, turn: _Turn,
+                       merge: bool = False) -> None:
+        """One transaction of `items`, committed after `after`'s; settles `turn` either way. Fixes go
+        straight into their table (a redelivered one fails the transaction) or, with `merge`, through
+        the merge that skips those stored already."""
+        try:
+            conn = await self._connection()
+            try:
+                waited = await _commit(conn, items, after, turn, merge)
+            except BaseException as exc:
+                if isinstance(exc, (*DATABASE_DOWN, asyncio.CancelledError)) or not _alive(conn):
+                    await self._discard(conn)  # lost, or cut mid-statement: not fit to reuse
+                else:
+                    self._idle.append(conn)  # rolled back: fine for the next transaction
+                raise
+            turn.settle(True)
+            COMMIT_SECONDS.observe(waited)
+            self._idle.append(conn)
+        except BaseException:
+            turn.settle(False)
+            raise
+        if not self.database_up:
+            log.warning("database back: %d buffered write(s) committed", len(items))
+        self.database_up = True
+        if wanted := self.ledger.ids_wanted:
+            await self._reserve_ids(wanted)
+
+    async def _connection(self) -> asyncpg.Connection:
+        """A held connection still open, else a new one from the pool, its lock_timeout set."""
+        while self._idle:
+            conn = self._idle.pop()
+            if _alive(conn):
+                return conn
+            await self._discard(conn)
+        conn = await self.pool.acquire()
+        try:
+            # JIT off: PostgreSQL compiles a plan whose estimate passes jit_above_cost, e.g. the outbox's
+            # recipients query over never-analysed empty tables (~0.85 s to JIT, 0.03 ms to run)
+            await conn.execute(f"SET lock_timeout = {int(self.lock_timeout_ms)}; SET jit = off")
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        return conn
+
+    async def _discard(self, conn: asyncpg.Connection) -> None:
+        try:
+            conn.terminate()
+        except asyncpg.InterfaceError:  # the pool took it back already, when the server closed it
+            return
+        await self.pool.release(conn)
+
+    async def _reserve_ids(self, wanted: int) -> None:
+        """Refill the ledger's alert ids (the reply may come after the ledger was refilled by another)."""
+        try:
+            async with self.pool.acquire() as conn:
+                if self.ledger.ids_wanted:
+                    self.ledger.reserve(await writer.reserve_alert_ids(conn, wanted))
+        except DATABASE_DOWN as exc:  # committed all the same; a later commit asks again
+            raise_if_cancelling()
+            log.warning("alert ids not reserved (%s)", exc)
 
 
-async def _commit(conn: asyncpg.Connection, items: list[PendingWrite]) -> None:
-    """Everything of several writes in one transaction (one fixes merge for all of them)."""
+def _alive(conn: asyncpg.Connection) -> bool:
+    try:
+        return not conn.is_closed()
+    except asyncpg.InterfaceError:  # released to the pool when the server closed it
+        return False
+
+
+async def _commit(conn: asyncpg.Connection, items: list[PendingWrite], after: _Turn | None, turn: _Turn,
+                  merge: bool) -> float:
+    """Everything of several writes in one transaction (one fixes merge for all of them): fixes and rows
+    once `after` wrote its own, alerts and COMMIT once it committed. Returns its seconds, less those
+    waits."""
     evaluations = [item.evaluation for item in items if item.evaluation is not None]
+    marks = [time.perf_counter()]
+
+    def lap(phase: str) -> None:
+        marks.append(time.perf_counter())
+        _PHASES[phase].inc(marks[-1] - marks[-2])
+
+    payload = fixes.FixPayload([e.batch for e in evaluations if len(e.batch)])
+    lap("encode")
+    if after is not None:
+        # One COPY at a time: PostgreSQL's two cores are better spent on one backend's inserts plus
+        # everything else than on two backends contending for the same index pages. Neither waits on a
+        # row the other holds, so the commit order below cannot deadlock against them.
+        await after.written()
+    lap("queue")
     async with conn.transaction():
-        stored = await writer.write_fixes(conn, evaluations)
+        stored = await fixes.write_payload(conn, payload, duplicates="merge_all" if merge else "raise")
+        lap("fixes")
         await writer.write_device_events(conn, evaluations)
         await writer.write_dead_letters(conn, [d for e in evaluations for d in e.dead])
+        turn.wrote()
+        lap("rows")
+        if after is not None:
+            # Its alerts may be this one's to clear or revise, and a feed reader must never see seq N+1
+            # committed before N: this transaction writes alerts and commits only after it.
+            await after.committed()
+        lap("turn")
         # Alerts (revisions too) and renumberings keep buffer (= seq) order: a renumbered seq follows the
         # alerts before it, and a revision the opening it corrects.
         await writer.write_sequenced_alerts(conn, [ev for item in items for ev in item.alerts])
         await writer.renumber_events(conn, [item.renumber for item in items if item.renumber is not None])
+        lap("alerts")
+    lap("commit")
     # Per-write counts are not known after one merge; the total is charged to the first batch.
     for item in items:
         item.stored = stored if evaluations and item.evaluation is evaluations[0] else 0
+    return marks[-1] - marks[0] - (marks[2] - marks[1]) - (marks[5] - marks[4])

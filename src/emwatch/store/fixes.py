@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from operator import itemgetter
+from typing import Literal
 
 import asyncpg
 import numpy as np
@@ -129,17 +130,36 @@ def _pick(items: Sequence[str], index: list[int]) -> Sequence[str]:
     return list(itemgetter(*index)(items)) if len(index) > 1 else [items[i] for i in index]
 
 
-async def write_fixes(conn: asyncpg.Connection, batches: Sequence[FixBatch]) -> int:
+Duplicates = Literal["merge", "raise", "merge_all"]
+
+
+async def write_fixes(conn: asyncpg.Connection, batches: Sequence[FixBatch], *,
+                      duplicates: Duplicates = "merge") -> int:
     """Store the fixes of several batches, inside the caller's transaction; returns how many were new
     (a redelivered fix is not). Call once per transaction: the staging table empties at COMMIT."""
-    batches = [b for b in batches if len(b)]
-    if not batches:
+    return await write_payload(conn, FixPayload([b for b in batches if len(b)]), duplicates=duplicates)
+
+
+async def write_payload(conn: asyncpg.Connection, payload: FixPayload, *,
+                        duplicates: Duplicates = "merge") -> int:
+    """`write_fixes` of an encoded payload. How a fix stored already (redelivered) is met:
+      merge      the direct COPY runs in a savepoint; on a duplicate, everything goes through the merge;
+      raise      no savepoint (one subtransaction and two round trips less): a duplicate raises
+                 UniqueViolationError and aborts the caller's transaction, to be written again with
+      merge_all  everything through the merge at once."""
+    if not payload.resolved_rows + payload.unresolved_rows:
         return 0
     if not conn.is_in_transaction():  # the savepoint and the staging table both need the caller's
         raise RuntimeError("write_fixes runs inside a transaction")
-    payload = FixPayload(batches)
+    if duplicates == "merge_all":
+        return await merge_fixes(conn, payload.stream(payload.resolved, payload.unresolved))
     stored = 0
-    if payload.resolved_rows:
+    if payload.resolved_rows and duplicates == "raise":
+        status = await conn.copy_to_table(
+            "fixes", source=payload.stream(payload.resolved), columns=COLUMNS, format="binary"
+        )
+        stored = int(status.rsplit(" ", 1)[-1])
+    elif payload.resolved_rows:
         try:
             async with conn.transaction():  # a savepoint: a duplicate undoes only this COPY
                 status = await conn.copy_to_table(
