@@ -95,23 +95,36 @@ def built(n_subjects: int, seed: int = 42) -> Built:
     return Built(scene, registry, build_s, cached=cached)
 
 
+def _no_mark(stage: str) -> None:
+    pass
+
+
 def containment_pass(
-    engine: RuleEngine, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
+    engine: RuleEngine, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
+    mark: Callable[[str], None] = _no_mark,
 ) -> Observations:
     """Containment alone, as `RuleEngine.evaluate` runs it: resolve devices, order by event time, H3
     cells, then `evaluate_containment` (own + shared + open-episode zones, accuracy-aware). Reads the
-    engine's state, changes nothing. The question the naive loop and PostGIS answer, and more."""
+    engine's state, changes nothing. The question the naive loop and PostGIS answer, and more.
+    `mark(stage)` is called as each stage ends (hotpath_rate.py --stages times them)."""
     registry, cols = engine.registry, batch.fixes
     device = engine.devices.resolve(cols.device_ids)
+    mark("device lookup")
     rows = np.flatnonzero(device >= 0)
     rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
+    mark("event-time order")
     fixes, device = cols.take(rows), device[rows]
+    mark("FixColumns.take")
+    cells = cells_for(fixes.lat, fixes.lon, engine.h3_resolution)
+    mark("H3 cells")
     fix_batch = FixBatch(
-        fixes=fixes, device=device, subject=registry.device_subject[device],
-        cell=cells_for(fixes.lat, fixes.lon, engine.h3_resolution), fresh=fixes.ts > engine.last_ts[device],
-        suspect=np.zeros(len(device), dtype=bool),
+        fixes=fixes, device=device, subject=registry.device_subject[device], cell=cells,
+        fresh=fixes.ts > engine.last_ts[device], suspect=np.zeros(len(device), dtype=bool),
     )
-    return evaluate_containment(registry, fix_batch, open_pairs)
+    mark("FixBatch")
+    out = evaluate_containment(registry, fix_batch, open_pairs)
+    mark("evaluate_containment")
+    return out
 
 
 def geo_hits(registry: Registry, subject: NDArray[np.int32], lon: NDArray[np.float64],

@@ -1,12 +1,13 @@
 """Hot-path rates for one fleet size, on the cached scene of benchmarks/hotpath.py.
 
     .venv/bin/python benchmarks/hotpath_rate.py 100000 [--batch 2000] [--profile containment|engine]
+                                                       [--stages]
 
 A quick check between full `make bench` runs, in one process over the same batches: containment alone
 (`containment_pass`: device lookup, event-time order, H3 cells, `evaluate_containment`) and the whole
 engine (`RuleEngine.evaluate` + `EpisodeBook.update`), 20 batches after one warm-up round, printed as
 the median fixes/s per batch (wall clock) and fixes per CPU-second; `--profile` prints a pyinstrument
-profile of one of the two.
+profile of one of the two; `--stages` the median time of each stage of containment_pass.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=Settings().batch_max_fixes)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--profile", choices=["containment", "engine"])
+    ap.add_argument("--stages", action="store_true", help="median time of each stage of containment_pass")
     args = ap.parse_args()
     n, size = args.subjects, args.batch
     b = built(n)
@@ -51,6 +53,14 @@ def main() -> None:
         from pyinstrument import Profiler  # dev extra
 
         profiler = Profiler(interval=0.0005)
+    stages: dict[str, list[float]] = {}
+    last = [0.0]
+
+    def mark(stage: str) -> None:
+        now = time.perf_counter()
+        stages.setdefault(stage, []).append(now - last[0])
+        last[0] = now
+
     seconds: dict[str, list[float]] = {"containment": [], "engine": []}
     cpu: dict[str, list[float]] = {"containment": [], "engine": []}
     for batch in stream:
@@ -59,7 +69,8 @@ def main() -> None:
                 profiler.start()
             t0, c0 = time.perf_counter(), time.process_time()
             if part == "containment":
-                containment_pass(engine, batch, book.open_pairs())
+                last[0] = t0
+                containment_pass(engine, batch, book.open_pairs(), mark if args.stages else lambda _: None)
             else:
                 book.update(engine.evaluate(batch, book.open_pairs()).observations)
             seconds[part].append(time.perf_counter() - t0)
@@ -68,6 +79,8 @@ def main() -> None:
                 profiler.stop()
     if profiler:
         print(profiler.output_text(color=False, show_all=False))
+    for stage, times in stages.items():
+        print(f"  {stage:22s} {statistics.median(times) * 1e3:7.3f} ms (median per batch)")
     rates = {part: size / statistics.median(s) for part, s in seconds.items()}
     # per CPU-second too: on a shared machine it moves less with the other processes' load
     per_cpu = {part: size * len(s) / max(sum(s), 1e-9) for part, s in cpu.items()}

@@ -4,8 +4,9 @@ Per fix it gathers the zones `evaluate_containment` checks (own/inclusion zones 
 applicable shared zones from the H3 cover, open episodes, zones met earlier in the batch, permit
 destinations), dedupes them in (fix, zone) order, and answers point-in-zone and the accuracy
 classification (rules/accuracy.py) for each pair. A pair it cannot settle exactly as the numpy path
-would is flagged for that path (`NEEDS_CONTAINS`: a prepared shapely geometry; `NEEDS_REFERENCE`: a
-shapely distance, or a libm-vs-numpy rounding difference that could matter, within ~1e-9 of a limit).
+would is flagged for that path (`NEEDS_CONTAINS`: a large polygon with holes or parts, left to GEOS;
+`NEEDS_REFERENCE`: its distance, or a libm-vs-numpy rounding difference that could matter, within ~1e-9
+of a limit). Large simple polygons (a county) are answered here from their bands (containment_geometry).
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emwatch.jit import cached_njit
-from emwatch.rules.containment_geometry import pair_answer
+from emwatch.rules.containment_geometry import (
+    NEEDS_DISTANCE,
+    distance_answer,
+    pair_answer,
+    polygon_distance,
+    polygon_location,
+)
 
 BAD_CELL = -1  # a cell not at the index resolution
 BAD_SOURCE = -2  # a fix source with no default accuracy
 _SRC_LBS = 2
 NO_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)  # an empty slot of a key_set: no (zone, cell) key is all ones
+# A zone record (zone_records): the four numbers pair_answer takes, then _CIRCLE | _INCLUSION | (ring + 1)
+# << _RING_SHIFT as a float64 (exact: ring < 2**50).
+_META, _CIRCLE, _INCLUSION, _RING_SHIFT = 4, 1, 2, 2
 
 # Helpers taking arrays are compiled without reference counting (numba's NRT): per call it would
 # increment and decrement every array argument atomically, which cost a third of the walk's time.
@@ -81,6 +91,25 @@ def _in_key_set(table: Any, key: np.uint64) -> bool:
         s = (s + np.uint64(1)) & mask
     return False
 
+def zone_records(
+    inclusion: NDArray[np.bool_], circle: NDArray[np.bool_], bbox: tuple[NDArray[np.float64], ...],
+    centre_lat: NDArray[np.float64], centre_lon: NDArray[np.float64], radius_m: NDArray[np.float64],
+    ring_of: NDArray[np.int32],
+) -> NDArray[np.float64]:
+    """One 40-byte record per zone, what the walk reads of it for every pair: a circle's (centre lat,
+    centre lon, radius, 0) or a polygon's bbox (min lon, min lat, max lon, max lat), then its kind and
+    ring row. A pair's facts in one or two cache lines, where a column per fact cost a miss each."""
+    min_lon, min_lat, max_lon, max_lat = bbox
+    out = np.empty((len(inclusion), 5))
+    out[:, 0] = np.where(circle, centre_lat, min_lon)
+    out[:, 1] = np.where(circle, centre_lon, min_lat)
+    out[:, 2] = np.where(circle, radius_m, max_lon)
+    out[:, 3] = np.where(circle, 0.0, max_lat)
+    meta = (ring_of.astype(np.int64) + 1) << _RING_SHIFT
+    out[:, _META] = meta | np.where(circle, _CIRCLE, 0) | np.where(inclusion, _INCLUSION, 0)
+    return out
+
+
 @cached_njit(inline="always")
 def _failed(code: int) -> tuple[Any, ...]:
     none = np.empty(0, np.bool_)
@@ -99,8 +128,7 @@ def containment_pairs(
      default_acc) = registry_cols
     p_subject, p_key, p_ends, p_zone_start, p_zone = permit_cols
     resolution, key_bits, key_shift, key_mask = key_cols
-    (inclusion, circle, min_lon, min_lat, max_lon, max_lat, c_lat, c_lon, radius, ring_of, interior) = zt
-    ring_start, coord_start, xs, ys = rt
+    zone, interior = zt
     n = len(device)
     eligible = np.zeros(n, np.bool_)
     for i in range(n):
@@ -206,19 +234,18 @@ def containment_pairs(
                 out_zone[n_out] = zones[a]
                 n_out += 1
 
-    # The zones' columns, gathered for all pairs first: independent loads the CPU overlaps, where the
-    # branchy per-pair code would wait on each cache miss in turn (the zone arrays are ~100 MB).
+    # The zones' records, gathered for all pairs first: independent loads the CPU overlaps, where the
+    # branchy per-pair code would wait on each cache miss in turn (the zone records are ~70 MB).
     g_circle = np.empty(n_out, np.bool_)
     g_inclusion = np.empty(n_out, np.bool_)
     g_ring = np.empty(n_out, np.int32)
     g = np.empty((n_out, 4))
     for j in range(n_out):
         z = out_zone[j]
-        g_circle[j], g_inclusion[j], g_ring[j] = circle[z], inclusion[z], ring_of[z]
-        if circle[z]:
-            g[j, 0], g[j, 1], g[j, 2] = c_lat[z], c_lon[z], radius[z]
-        else:
-            g[j, 0], g[j, 1], g[j, 2], g[j, 3] = min_lon[z], min_lat[z], max_lon[z], max_lat[z]
+        g[j, 0], g[j, 1], g[j, 2], g[j, 3] = zone[z, 0], zone[z, 1], zone[z, 2], zone[z, 3]
+        meta = np.int64(zone[z, _META])
+        g_circle[j], g_inclusion[j] = (meta & _CIRCLE) != 0, (meta & _INCLUSION) != 0
+        g_ring[j] = (meta >> _RING_SHIFT) - 1
     probe = np.full(n_out, NO_KEY, np.uint64)
     key = np.zeros(n_out, np.uint64)
     mask = np.uint64(len(interior) - 1)
@@ -235,10 +262,21 @@ def containment_pairs(
     confirmed = np.empty(n_out, np.bool_)
     for j in range(n_out):
         i = out_fix[j]
+        x, y, ring = lon[i], lat[i], g_ring[j]
         r = default_acc[src[i]] if np.isnan(acc[i]) else np.float64(acc[i])
         hit = probe[j] == key[j] or (probe[j] != NO_KEY and _in_key_set(interior, key[j]))
-        status[j], inside[j], breach[j], confirmed[j] = pair_answer(
-            lon[i], lat[i], r, src[i] != _SRC_LBS, g_circle[j], g_inclusion[j], g_ring[j], g[j, 0], g[j, 1],
-            g[j, 2], g[j, 3], hit, ring_start, coord_start, xs, ys,
+        location = -1
+        if (not g_circle[j] and not hit and ring != -1 and g[j, 0] <= x <= g[j, 2]
+                and g[j, 1] <= y <= g[j, 3]):
+            location = polygon_location(rt, ring, x, y)
+        answer = pair_answer(
+            x, y, r, src[i] != _SRC_LBS, g_circle[j], g_inclusion[j], ring, g[j, 0], g[j, 1], g[j, 2],
+            g[j, 3], hit, location,
         )
+        if answer[0] == NEEDS_DISTANCE:
+            answer = distance_answer(
+                polygon_distance(rt, ring, x, y, answer[4]), answer[4], g_inclusion[j], answer[1], answer[2],
+                answer[3],
+            )
+        status[j], inside[j], breach[j], confirmed[j] = answer[0], answer[1], answer[2], answer[3]
     return 0, out_fix[:n_out], out_zone[:n_out].astype(np.int32), status, inside, breach, confirmed

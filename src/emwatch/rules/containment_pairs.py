@@ -10,12 +10,18 @@ import shapely
 from numpy.typing import NDArray
 
 from emwatch.geo.cells import compact_key_bits
+from emwatch.geo.zone_index import ZoneIndex
 from emwatch.model import FixBatch
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import DEFAULT_ACCURACY_M, SRC_LBS, accuracy_m, classify
 from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
-from emwatch.rules.containment_geometry import NEEDS_CONTAINS, NEEDS_REFERENCE
-from emwatch.rules.containment_kernel import BAD_CELL, containment_pairs, key_set
+from emwatch.rules.containment_geometry import NEEDS_CONTAINS, NEEDS_REFERENCE, banded_polygons
+from emwatch.rules.containment_kernel import (
+    BAD_CELL,
+    containment_pairs,
+    key_set,
+    zone_records,
+)
 
 _DIGIT_BITS, _MAX_RES = 3, 15  # geo.cells' H3 layout: compact_cell_key's shift
 
@@ -49,23 +55,24 @@ class RegistryColumns:
         inclusion = z.kind_is_inclusion
         rule = zone_rule(registry, np.arange(len(inclusion), dtype=np.int32))
         shift = np.int64(1) << np.int64(42)  # PermitTable.latest_started's key
+        ring, banded = _banded(z)
         return cls(
             registry=registry,
             registry_cols=(
                 registry.device_wearable, registry.pair_start, registry.pair_zone, z.cover_cells,
                 key_set(z.cover_cells), z.cover_zone, registry.shared_mask, registry.zone_jurisdiction,
-                registry.subject_ancestors,
-                np.asarray(DEFAULT_ACCURACY_M, dtype=np.float64),
+                registry.subject_ancestors, np.asarray(DEFAULT_ACCURACY_M, dtype=np.float64),
             ),
             permit_cols=(
                 permits.subject, permits.subject.astype(np.int64) * shift + permits.starts, permits.ends,
                 permits.zone_start, permits.zone,
             ),
             zone_cols=(
-                inclusion, z.is_circle, z.min_lon, z.min_lat, z.max_lon, z.max_lat, z.centre_lat,
-                z.centre_lon, z.radius_m, z.ring_of, key_set(z.interior_keys),
+                zone_records(inclusion, z.is_circle, (z.min_lon, z.min_lat, z.max_lon, z.max_lat),
+                             z.centre_lat, z.centre_lon, z.radius_m, ring),
+                key_set(z.interior_keys),
             ),
-            ring_cols=(rings.ring_start, rings.coord_start, rings.x, rings.y),
+            ring_cols=(rings.ring_start, rings.coord_start, rings.x, rings.y, banded),
             key_cols=(
                 np.uint64(res), np.uint64(compact_key_bits(res)), np.uint64(_DIGIT_BITS * (_MAX_RES - res)),
                 np.uint64((1 << compact_key_bits(res)) - 1),
@@ -75,6 +82,19 @@ class RegistryColumns:
             any_destination=bool(registry.permit_destination.any()),
             any_buffer=bool((~np.isnan(registry.zone_buffer_m)).any()),
         )
+
+
+def _banded(zones: ZoneIndex) -> tuple[NDArray[np.int32], tuple[NDArray[Any], ...]]:
+    """The ring column pair_answer takes (-2 - row for a banded polygon) and the BandedPolygons of the
+    zones GEOS would answer that can be: valid polygons without holes (a county)."""
+    ring = zones.ring_of.copy()
+    geoms = zones.geometries
+    shapely_zone = np.flatnonzero(~zones.is_circle & (ring < 0))
+    g = geoms[shapely_zone]
+    fits = (shapely.get_type_id(g) == 3) & (shapely.get_num_interior_rings(g) == 0) & shapely.is_valid(g)
+    rows = shapely_zone[fits]
+    ring[rows] = -2 - np.arange(len(rows), dtype=np.int32)
+    return ring, banded_polygons(g[fits])
 
 
 _latest: list[RegistryColumns] = []  # one registry at a time: the engine's current snapshot
