@@ -1,7 +1,16 @@
-"""Alerts and their lifecycle (acknowledge, resolve, bulk), evidence packets, tracks and last positions."""
+"""Alerts and their lifecycle (acknowledge, resolve, bulk), evidence packets, tracks and last positions.
+
+An alert is on the live feed before it is committed (pipeline.py): an operator may act on it a moment
+before its row exists. Such an alert (still in the feed's `pending`) is waited for, up to
+PENDING_WAIT_S; if it is still not stored then (a database outage), the answer is 503 with Retry-After,
+never "not found".
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -16,6 +25,8 @@ from emwatch.store import lifecycle, repo, scoped
 
 router = APIRouter(prefix="/api")
 Actor = AlertActor
+PENDING_WAIT_S = 5.0  # commits take milliseconds, seconds under heavy load; longer is an outage
+PENDING_POLL_S = (0.01, 0.25)  # first and longest pause between looks (each scans the pending events)
 
 
 @router.get("/alerts", response_model=list[AlertOut])
@@ -40,11 +51,52 @@ async def list_alerts(
     )
 
 
+class NotStoredYet(Exception):
+    """The alert was published on the feed but is still not committed after PENDING_WAIT_S."""
+
+
+def _uncommitted(svc: Services, alert_id: int) -> AlertEvent | None:
+    """The `alert` event that raised `alert_id`, if it is published on the feed but not yet committed."""
+    # Only the `alert` event creates the row; later events of an alert (cleared, acknowledged) find it.
+    return next((ev for ev in svc.feed.pending() if ev.alert_id == alert_id and ev.type == "alert"), None)
+
+
+async def _stored(svc: Services, user: Principal, alert_id: int, deadline: float) -> bool:
+    """Whether the alert may be read from the database now: False if the caller cannot see it (as if it
+    did not exist); waits until `deadline` (monotonic) for one published but not yet committed."""
+    # The feed adds an event to `pending` before anyone can see it, and removes it only once it is
+    # committed: an id a client saw is in `pending` or in the database, whichever we look at first.
+    raised = _uncommitted(svc, alert_id)
+    if raised is None:
+        return True
+    if not user.scope.sees(raised.subject_id, raised.jurisdiction_id):
+        return False
+    pause, longest = PENDING_POLL_S
+    while _uncommitted(svc, alert_id) is not None:
+        if time.monotonic() >= deadline:
+            raise NotStoredYet
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, longest)
+    return True
+
+
+def _not_stored_yet(alert_id: int) -> HTTPException:
+    return HTTPException(
+        503, f"alert {alert_id} was raised moments ago and is not stored yet; retry shortly",
+        headers={"Retry-After": str(math.ceil(PENDING_WAIT_S))},
+    )
+
+
 async def _visible_alert(svc: Services, user: Principal, alert_id: int, action: str) -> dict[str, Any]:
     try:
-        return await scoped.get_alert(svc.pool, user.scope, alert_id)
+        if await _stored(svc, user, alert_id, time.monotonic() + PENDING_WAIT_S):
+            return await scoped.get_alert(svc.pool, user.scope, alert_id)
     except repo.NotFound:
-        raise await denied(svc, user, action, "alert", alert_id) from None
+        pass
+    except NotStoredYet:
+        await audit(svc, user, action, "alert", alert_id, outcome="failed", reason="not stored yet")
+        raise _not_stored_yet(alert_id) from None
+    raise await denied(svc, user, action, "alert", alert_id)
 
 
 async def _act(svc: Services, user: Principal, alert_id: int, action: str,
@@ -66,7 +118,8 @@ async def _act(svc: Services, user: Principal, alert_id: int, action: str,
 @router.post("/alerts/{alert_id}/ack")
 async def acknowledge(alert_id: int, svc: Svc, user: Actor,
                       body: Annotated[AckIn | None, Body()] = None) -> dict[str, Any]:
-    """Acknowledge an alert as the caller (a body's `actor` is ignored: the token says who)."""
+    """Acknowledge an alert as the caller (a body's `actor` is ignored: the token says who). One on the feed
+    but not yet stored is waited for; still not stored after 5 s: 503 with Retry-After."""
     await _visible_alert(svc, user, alert_id, "alert.acknowledge")
     event = await _act(svc, user, alert_id, "acknowledge")
     if not event:
@@ -76,7 +129,8 @@ async def acknowledge(alert_id: int, svc: Svc, user: Actor,
 
 @router.post("/alerts/{alert_id}/resolve")
 async def resolve(alert_id: int, body: ResolveIn, svc: Svc, user: Actor) -> dict[str, Any]:
-    """Close the handling of an alert with a category and a note (an episode may still be open)."""
+    """Close the handling of an alert with a category and a note (an episode may still be open); waits
+    for an alert not yet stored like `ack`."""
     await _visible_alert(svc, user, alert_id, "alert.resolve")
     event = await _act(svc, user, alert_id, "resolve", body.category, body.note)
     if not event:
@@ -86,16 +140,25 @@ async def resolve(alert_id: int, body: ResolveIn, svc: Svc, user: Actor) -> dict
 
 @router.post("/alerts/bulk")
 async def bulk(body: BulkIn, svc: Svc, user: Actor) -> list[dict[str, Any]]:
-    """Acknowledge or resolve many alerts; one result per id: done, unchanged or not_found."""
+    """Acknowledge or resolve many alerts; one result per id: done, unchanged, not_found, or not_stored_yet
+    (raised moments ago and still not committed after waiting: retry it)."""
     if body.action == "resolve" and (body.category is None or body.note is None):
         raise HTTPException(422, "resolving needs a category and a note")
     results = []
+    deadline = time.monotonic() + PENDING_WAIT_S  # one wait for the whole request, not one per id
     for alert_id in dict.fromkeys(body.ids):
         try:
+            if not await _stored(svc, user, alert_id, deadline):
+                raise repo.NotFound(f"no alert {alert_id}")
             await scoped.get_alert(svc.pool, user.scope, alert_id)
         except repo.NotFound:
             await audit(svc, user, f"alert.{body.action}", "alert", alert_id, outcome="denied", bulk=True)
             results.append({"id": alert_id, "result": "not_found"})
+            continue
+        except NotStoredYet:
+            await audit(svc, user, f"alert.{body.action}", "alert", alert_id, outcome="failed", bulk=True,
+                        reason="not stored yet")
+            results.append({"id": alert_id, "result": "not_stored_yet"})
             continue
         event = await _act(svc, user, alert_id, body.action, body.category, body.note)
         results.append({"id": alert_id, "result": "done" if event else "unchanged", "seq": event.get("seq")})
