@@ -1,7 +1,9 @@
 """Shared fixtures: a real PostgreSQL and MQTT broker, from the environment or started locally.
 
-Set EMWATCH_TEST_DATABASE_URL / EMWATCH_TEST_MQTT_URL (or EMWATCH_DATABASE_URL / EMWATCH_MQTT_URL) to
-use running servers; otherwise private ones are started on free ports under pytest's temp directory.
+Set EMWATCH_TEST_DATABASE_URL (or EMWATCH_DATABASE_URL) to use a running PostgreSQL (each session gets
+fresh databases there); otherwise a private one is started on a free port under pytest's temp directory.
+The MQTT broker is private to the session whenever Mosquitto is installed (see `mqtt_url`);
+EMWATCH_TEST_MQTT_URL / EMWATCH_MQTT_URL name one for machines without it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from emwatch.embedded import local_mosquitto, local_postgres
+from emwatch.embedded import _mosquitto_binary, local_mosquitto, local_postgres
 
 DatabaseFactory = Callable[[], Awaitable[str]]
 
@@ -77,8 +79,15 @@ async def fresh_database_url(database_factory: DatabaseFactory) -> str:
 
 @pytest.fixture(scope="session")
 def mqtt_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of an MQTT broker, `mqtt://host:port`."""
-    if url := _env("EMWATCH_TEST_MQTT_URL", "EMWATCH_MQTT_URL"):
+    """URL of an MQTT broker private to this session, `mqtt://host:port`.
+
+    Private whenever Mosquitto is installed, even if EMWATCH_TEST_MQTT_URL names a running broker (that
+    is for machines without it). Every service a test starts subscribes to all device topics: on a broker
+    others use, their traffic reached our services and ours theirs, and a stock mosquitto.conf (20
+    messages in flight, 1000 queued per client, while the service acknowledges only after commit)
+    dropped a test's own fixes behind someone else's burst: waits for them timed out.
+    """
+    if _mosquitto_binary() is None and (url := _env("EMWATCH_TEST_MQTT_URL", "EMWATCH_MQTT_URL")):
         yield url
         return
     # In memory: sessions of every test's consumer queue all later messages, and a disk store

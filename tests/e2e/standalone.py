@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import asyncpg
 
+from tests.e2e.conftest import WAIT_S
+
 ONE_SUBJECT = (
     "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
     "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
@@ -24,7 +26,7 @@ async def seed_one_subject(dsn: str, extra_sql: str = "") -> None:
         await conn.close()
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
     """Poll until `condition()` holds (the pipeline exposes counters, not events)."""
     deadline = time.monotonic() + timeout
     while not condition():
