@@ -164,7 +164,11 @@ async def running_service(
         assert not task.done(), "server failed to start"
         await asyncio.sleep(0.02)
     pipeline: Pipeline = app.state.services.pipeline
+    deadline = time.monotonic() + WAIT_S  # a pipeline that never connects fails the test, not hangs it
     while not pipeline.mqtt_connected:
+        assert not task.done(), "server stopped before its pipeline connected to the broker"
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the pipeline did not connect to {mqtt_url} within {WAIT_S} s")
         await asyncio.sleep(0.02)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=WAIT_S) as http, \
