@@ -323,9 +323,8 @@ class Committer:
             await self._discard(conn)
         conn = await self.pool.acquire()
         try:
-            # JIT off: PostgreSQL compiles a plan whose estimate passes jit_above_cost, e.g. the outbox's
-            # recipients query over never-analysed empty tables (~0.85 s to JIT, 0.03 ms to run)
-            await conn.execute(f"SET lock_timeout = {int(self.lock_timeout_ms)}; SET jit = off")
+            # (JIT is off for the whole pool: store/db.py)
+            await conn.execute(f"SET lock_timeout = {int(self.lock_timeout_ms)}")
         except BaseException:
             await self.pool.release(conn)
             raise
