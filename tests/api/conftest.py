@@ -80,6 +80,17 @@ async def wait_registered(service: Service, zone_ids: set[str]) -> None:
     raise TimeoutError(f"pipeline never loaded {zone_ids}")
 
 
+async def new_subject(world: World, office: str = "o1") -> tuple[str, str]:
+    """A fresh subject in `office` with a bracelet and a home zone; returns (subject, device)."""
+    http, tag = world.service.http, f"{world.tag}-{secrets.token_hex(3)}"
+    for path, body in (("/api/subjects", {"id": tag, "name": "x", "jurisdiction_id": world.j(office)}),
+                       ("/api/devices", {"id": f"{tag}-dev", "kind": "ankle", "subject_id": tag}),
+                       ("/api/zones", _polygon_feature(f"{tag}-home", "inclusion", COUNTY, tag))):
+        assert (await http.post(path, json=body)).status_code == 201
+    await wait_registered(world.service, {f"{tag}-home"})
+    return tag, f"{tag}-dev"
+
+
 async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
     r = await http.post(path, json=body)
     assert r.status_code == 201, r.text

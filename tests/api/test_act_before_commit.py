@@ -8,7 +8,6 @@ pipeline's commit of the alert waits (and retries) until the lock is released.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,21 +18,11 @@ import httpx
 import pytest
 
 from emwatch.api.alert_routes import PENDING_WAIT_S
-from tests.api.conftest import World, wait_registered
-from tests.e2e.conftest import COUNTY, OUTSIDE, _polygon_feature, feed
+from tests.api.conftest import World, new_subject
+from tests.e2e.conftest import OUTSIDE, feed
 
 RESOLVE = {"category": "true_violation", "note": "called the subject"}
 
-
-async def new_subject(world: World, office: str = "o1") -> tuple[str, str]:
-    """A fresh subject in `office` with a bracelet and a home zone; returns (subject, device)."""
-    http, tag = world.service.http, f"{world.tag}-{secrets.token_hex(3)}"
-    for path, body in (("/api/subjects", {"id": tag, "name": "x", "jurisdiction_id": world.j(office)}),
-                       ("/api/devices", {"id": f"{tag}-dev", "kind": "ankle", "subject_id": tag}),
-                       ("/api/zones", _polygon_feature(f"{tag}-home", "inclusion", COUNTY, tag))):
-        assert (await http.post(path, json=body)).status_code == 201
-    await wait_registered(world.service, {f"{tag}-home"})
-    return tag, f"{tag}-dev"
 
 
 @asynccontextmanager

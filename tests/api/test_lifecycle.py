@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from emwatch.api.background import escalate_once
-from tests.api.conftest import ESCALATE_AFTER_MIN, World, wait_registered
-from tests.e2e.conftest import COUNTY, OUTSIDE, _polygon_feature, feed, now_ms
+from tests.api.conftest import ESCALATE_AFTER_MIN, World, new_subject
+from tests.e2e.conftest import COUNTY, OUTSIDE, feed, now_ms
 
 
 async def new_alert(world: World, office: str = "o1") -> tuple[str, int, int]:
     """A fresh subject in `office` whose bracelet just left its zone; returns (subject, alert id, fix ts)."""
-    http, tag = world.service.http, f"{world.tag}-{secrets.token_hex(3)}"
-    for path, body in (("/api/subjects", {"id": tag, "name": "x", "jurisdiction_id": world.j(office)}),
-                       ("/api/devices", {"id": f"{tag}-dev", "kind": "ankle", "subject_id": tag}),
-                       ("/api/zones", _polygon_feature(f"{tag}-home", "inclusion", COUNTY, tag))):
-        assert (await http.post(path, json=body)).status_code == 201
-    await wait_registered(world.service, {f"{tag}-home"})
+    tag, _ = await new_subject(world, office)
     ts = now_ms()
     await world.service.publish_fix(f"{tag}-dev", *OUTSIDE, ts=ts)
     await world.service.drain()
-    (alert,) = (await http.get("/api/alerts", params={"subject_id": tag, "rule": "zone_exit"})).json()
+    (alert,) = (await world.service.http.get("/api/alerts", params={"subject_id": tag, "rule": "zone_exit"})).json()
     return tag, alert["id"], ts
 
 
