@@ -19,7 +19,7 @@ import psutil
 import shapely
 from scene import Scene
 
-from emwatch.embedded import local_postgres
+from emwatch.embedded import INGEST_SETTINGS, local_postgres
 from emwatch.geo.geojson import zone_to_feature
 from emwatch.server_process import free_port
 from emwatch.store.db import migrate
@@ -59,8 +59,9 @@ def private_mosquitto(workdir: Path) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def private_postgres(workdir: Path) -> Iterator[tuple[str, int]]:
-    """A PostgreSQL cluster of our own with default durability (fsync on); yields (dsn, postmaster pid)."""
-    with local_postgres(workdir) as dsn:
+    """A PostgreSQL cluster of our own with default durability (fsync on) and the settings
+    docker-compose.yml runs (emwatch.embedded.INGEST_SETTINGS); yields (dsn, postmaster pid)."""
+    with local_postgres(workdir, settings=INGEST_SETTINGS) as dsn:
         pid = int((workdir / "postmaster.pid").read_text().split()[0])
         yield dsn, pid
 

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import asyncpg
 
-from emwatch.embedded import local_mosquitto, local_postgres, services
+from emwatch.embedded import INGEST_SETTINGS, local_mosquitto, local_postgres, services
 from emwatch.server_process import free_port
 from emwatch.settings import Settings
 
@@ -25,6 +25,23 @@ async def test_postgres_keeps_its_data_across_restarts(tmp_path: Path) -> None:
         conn = await asyncpg.connect(dsn)
         assert await conn.fetchval("SELECT id FROM survivor") == 42
         await conn.close()
+
+
+async def test_postgres_runs_with_the_settings_given(tmp_path: Path) -> None:
+    with local_postgres(tmp_path / "pg", fast=True, settings=INGEST_SETTINGS) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            for setting in INGEST_SETTINGS:
+                name, value = setting.split("=")
+                assert await conn.fetchval(f"SHOW {name}") == value
+        finally:
+            await conn.close()
+
+
+def test_the_compose_database_runs_with_the_ingest_settings() -> None:
+    compose = (Path(__file__).parents[1] / "docker-compose.yml").read_text()
+    for setting in INGEST_SETTINGS:
+        assert f'"-c", "{setting}"' in compose
 
 
 async def _roundtrip(url: str, topic: str) -> bytes:

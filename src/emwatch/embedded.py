@@ -66,11 +66,23 @@ def _pg_bindir() -> Path | None:
     return next((d for d in candidates if (d / "initdb").exists() and (d / "postgres").exists()), None)
 
 
+# PostgreSQL settings for a server taking fixes at tens of thousands per second (docker-compose.yml and
+# the benchmarks' servers use them). At the stock max_wal_size (1 GB) ~30 MB/s of WAL forces a checkpoint
+# every ~20-30 s, and after each one every index leaf touched is written whole to the WAL again; with
+# checkpoints 15 min apart that cost is spread thin. lz4 shrinks those full-page images.
+INGEST_SETTINGS = (
+    "max_wal_size=8GB", "checkpoint_timeout=15min", "wal_compression=lz4", "shared_buffers=1GB",
+)
+
+
 @contextmanager
-def local_postgres(data_dir: Path, port: int | None = None, *, fast: bool = False) -> Iterator[str]:
+def local_postgres(
+    data_dir: Path, port: int | None = None, *, fast: bool = False, settings: Sequence[str] = ()
+) -> Iterator[str]:
     """Run PostgreSQL on 127.0.0.1 with its cluster in data_dir; yield the DSN of database `emwatch`.
 
-    fast=True turns off fsync and synchronous commit: only for throw-away test data.
+    fast=True turns off fsync and synchronous commit: only for throw-away test data. `settings`: more
+    server settings ("name=value"), applied last.
     """
     data_dir = data_dir.resolve()
     bindir = _pg_bindir()
@@ -88,11 +100,12 @@ def local_postgres(data_dir: Path, port: int | None = None, *, fast: bool = Fals
         log.info("initialised a PostgreSQL cluster in %s", data_dir)
     port = claim_port(port)
     socket_dir = str(data_dir) if len(str(data_dir)) < 90 else ""  # Unix socket paths max out at 107 bytes
-    settings = ["listen_addresses=127.0.0.1", f"unix_socket_directories={socket_dir}", "max_connections=200"]
+    conf = ["listen_addresses=127.0.0.1", f"unix_socket_directories={socket_dir}", "max_connections=200"]
     if fast:
-        settings += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        conf += ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+    conf += settings
     cmd = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
-    cmd += [arg for setting in settings for arg in ("-c", setting)]
+    cmd += [arg for setting in conf for arg in ("-c", setting)]
     log_path = data_dir / "server.log"
     with log_path.open("ab") as log_file:
         proc = subprocess.Popen(

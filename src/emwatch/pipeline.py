@@ -33,8 +33,10 @@ from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
 from emwatch.store import registry_source, writer
-from emwatch.store.committer import DATABASE_DOWN, Committer, PendingWrite, WriteBuffer, raise_if_cancelling
+from emwatch.store.committer import DATABASE_DOWN, Committer
+from emwatch.store.db import raise_if_cancelling
 from emwatch.store.listener import ChannelListener
+from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +114,7 @@ class Pipeline:
         self.writes = WriteBuffer(settings.commit_buffer_max_batches, settings.commit_buffer_max_fixes)
         self.ledger = AlertLedger((), (), horizon_ms=int(settings.reorder_horizon_s * 1000))
         self.committer = Committer(pool, self.writes, self.ledger, self._on_durable,
-                                   settings.commit_batches_per_transaction)
+                                   settings.commit_batches_per_transaction, settings.commit_writers)
         feed.on_provisional = self._renumber_later
 
     async def run(self) -> None:

@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     commit_batches_per_transaction: int = Field(
         16, ge=1, description="Buffered batches one commit may write together when the database lags."
     )
+    commit_writers: int = Field(
+        2, ge=1, description="Write transactions in flight at once, each on its own connection: the next "
+        "one's COPY overlaps this one's commit (they still commit in order).",
+    )
     # -- service health (robustness: waiting for the database at start) --
     database_wait_max_s: float = Field(
         300.0, ge=0, description="At start, wait this long for PostgreSQL (retried, with backoff); 0: forever"

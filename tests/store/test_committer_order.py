@@ -17,8 +17,9 @@ from prometheus_client import REGISTRY
 from emwatch.feed.ledger import AlertLedger
 from emwatch.model import AlertEvent, FixBatch, Observations
 from emwatch.rules.engine import Evaluation
-from emwatch.store.committer import LOCK_TIMEOUT_MS, Committer, PendingWrite, WriteBuffer
+from emwatch.store.committer import LOCK_TIMEOUT_MS, Committer
 from emwatch.store.db import connect_pool, migrate
+from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 from tests.store.test_fixes import T0, batch
 
 

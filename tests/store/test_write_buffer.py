@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from emwatch.store.committer import PendingWrite, WriteBuffer
+from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 
 
 async def test_a_full_buffer_blocks_the_writer_until_the_committer_drains() -> None:

@@ -1,11 +1,12 @@
-"""The commit stage: a bounded write buffer, drained in seq order by pipelined write transactions that
-outlast outages.
+"""The commit stage: the write buffer (store/write_buffer.py) drained in seq order by pipelined write
+transactions that outlast outages.
 
 The evaluate stage has already published what a batch raised; what is left is to make it durable:
 fixes, device events, dead letters, alerts, alert events and their notification outbox, in one
-transaction per drain. Up to `writers` drains are in flight at once, each on its own connection: they
-write their fixes concurrently, but each writes its alerts only once the drain before it has committed
-and then commits itself, so drains commit, and are reported durable (PUBACK), in buffer (= seq) order.
+transaction per drain. Up to `writers` drains are in flight at once, each on its own connection: each
+writes its fixes once the drain before it has written its own (one COPY at a time), its alerts only
+once that drain has committed, and then commits itself, so drains commit, and are reported durable
+(PUBACK), in buffer (= seq) order.
 While PostgreSQL is away the committer retries with backoff and the buffer fills; a full buffer blocks
 the evaluate stage, which stops reading from the broker (back-pressure; nothing dropped or acknowledged).
 """
@@ -17,17 +18,16 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from emwatch import metrics
 from emwatch.feed.ledger import AlertLedger
-from emwatch.model import AlertEvent
-from emwatch.rules.engine import Evaluation
 from emwatch.store import fixes, writer
-from emwatch.store.db import CONNECTION_ERRORS
+from emwatch.store.db import CONNECTION_ERRORS, raise_if_cancelling
+from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 
 log = logging.getLogger(__name__)
 # What a lost or refused connection looks like through asyncpg (a query error is not among them).
@@ -37,14 +37,11 @@ DATABASE_DOWN = CONNECTION_ERRORS
 # times out instead, both roll back, and the earlier retries alone. A real deadlock is reported as such.
 LOCK_TIMEOUT_MS = 2_000
 CONFLICTS = (asyncpg.LockNotAvailableError, asyncpg.DeadlockDetectedError)
-WRITERS = 2  # write transactions in flight at once: the next one's COPY overlaps this one's commit
 
-BUFFER_FIXES = Gauge("emwatch_commit_buffer_fixes", "Fixes evaluated and published, not yet committed.")
-BUFFER_FULL = Counter("emwatch_commit_buffer_full_total", "Times evaluation waited for the write buffer.")
 COMMIT_CONFLICTS = Counter(
     "emwatch_commit_conflicts_total", "Write transactions rolled back on a lock timeout or deadlock, retried"
 )
-# Its sum over time is the writers' busy share (up to WRITERS): near it, the writers set the pace.
+# Its sum over time is the writers' busy share (up to Settings.commit_writers): near it, they set the pace.
 COMMIT_SECONDS = Histogram(
     "emwatch_commit_seconds",
     "One successful write transaction (fixes, events, alerts, commit), less its wait for the one before.",
@@ -56,101 +53,6 @@ COMMIT_SECONDS = Histogram(
 COMMIT_PHASE_SECONDS = Counter("emwatch_commit_phase_seconds", "Write transaction time by phase", ["phase"])
 _PHASES = {p: COMMIT_PHASE_SECONDS.labels(p)
            for p in ("encode", "queue", "fixes", "rows", "turn", "alerts", "commit")}
-
-
-def raise_if_cancelling() -> None:
-    """Stop a loop whose cancellation a library swallowed (a cancel racing a database or broker call
-    can surface as a caught connection error): the task is still marked, so shutdown must not hang."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
-
-
-@dataclass(slots=True)
-class PendingWrite:
-    """What one evaluated batch, clock tick or lifecycle action leaves to be made durable."""
-
-    evaluation: Evaluation | None = None
-    alerts: list[AlertEvent] = field(default_factory=list)  # seq and alert id assigned
-    renumber: tuple[int, int] | None = None  # a lifecycle event's (provisional seq, final seq)
-    receipts: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos) to PUBACK once durable
-    connection: int = 0  # the broker connection the receipts belong to
-    stored: int = 0  # fixes newly stored (set by the committer)
-
-    @property
-    def fixes(self) -> int:
-        return len(self.evaluation.batch) if self.evaluation is not None else 0
-
-    @property
-    def last_seq(self) -> int:
-        seqs = [ev.seq for ev in self.alerts] + ([self.renumber[1]] if self.renumber else [])
-        return max(seqs, default=0)
-
-
-class WriteBuffer:
-    """Writes waiting for the committer, bounded by count and by fixes."""
-
-    def __init__(self, max_writes: int, max_fixes: int) -> None:
-        self._items: deque[PendingWrite] = deque()
-        self._fixes = 0
-        self._taken = 0  # the first writes, handed to transactions in flight
-        self._max_writes, self._max_fixes = max_writes, max_fixes
-        self._filled = asyncio.Event()  # set when something was put
-        self._drained = asyncio.Event()  # set when something was committed
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @property
-    def pending_fixes(self) -> int:
-        return self._fixes
-
-    @property
-    def untaken(self) -> int:
-        """Writes no transaction has taken yet."""
-        return len(self._items) - self._taken
-
-    def _has_room(self, fixes: int) -> bool:
-        # One write is always admitted into an empty buffer, however big: a bound must not wedge us.
-        fits = len(self._items) < self._max_writes and self._fixes + fixes <= self._max_fixes
-        return fits or not self._items
-
-    async def wait_for_room(self, fixes: int) -> None:
-        """Block until a write of `fixes` fixes fits (the back-pressure point)."""
-        if self._has_room(fixes):
-            return
-        BUFFER_FULL.inc()
-        while not self._has_room(fixes):
-            self._drained.clear()
-            await self._drained.wait()
-
-    def put(self, item: PendingWrite) -> None:
-        """Append without waiting: callers waited for room first (or are tiny lifecycle writes)."""
-        self._items.append(item)
-        self._fixes += item.fixes
-        BUFFER_FIXES.set(self._fixes)
-        self._filled.set()
-
-    async def wait_untaken(self) -> None:
-        """Until some write is not taken yet."""
-        while not self.untaken:
-            self._filled.clear()
-            await self._filled.wait()
-
-    async def take(self, limit: int) -> list[PendingWrite]:
-        """The oldest writes not taken yet (at least one, at most `limit`); they stay counted until `done`."""
-        await self.wait_untaken()
-        taken = [self._items[i] for i in range(self._taken, min(self._taken + limit, len(self._items)))]
-        self._taken += len(taken)
-        return taken
-
-    def done(self, count: int) -> None:
-        """The first `count` writes (all taken) are durable."""
-        for _ in range(count):
-            self._fixes -= self._items.popleft().fixes
-        self._taken -= count
-        BUFFER_FIXES.set(self._fixes)
-        self._drained.set()
 
 
 class _PredecessorFailed(Exception):
@@ -200,7 +102,7 @@ class Committer:
 
     def __init__(self, pool: asyncpg.Pool, buffer: WriteBuffer, ledger: AlertLedger,
                  on_durable: Callable[[list[PendingWrite]], None], max_per_commit: int,
-                 writers: int = WRITERS, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
+                 writers: int = 2, lock_timeout_ms: int = LOCK_TIMEOUT_MS) -> None:
         self.pool, self.buffer, self.ledger = pool, buffer, ledger
         self.on_durable = on_durable
         self.max_per_commit = max_per_commit
@@ -370,9 +272,9 @@ async def _commit(conn: asyncpg.Connection, items: list[PendingWrite], after: _T
     payload = fixes.FixPayload([e.batch for e in evaluations if len(e.batch)])
     lap("encode")
     if after is not None:
-        # One COPY at a time: PostgreSQL's two cores are better spent on one backend's inserts plus
-        # everything else than on two backends contending for the same index pages. Neither waits on a
-        # row the other holds, so the commit order below cannot deadlock against them.
+        # One COPY at a time: then no drain waits inside PostgreSQL on a row of a later one, so the
+        # commit order below cannot deadlock against them. Two COPYs at once were measured no faster
+        # (packed batches at 150k-200k fixes/s, 2026-11-23: benchmarks/RESULTS.md).
         await after.written()
     lap("queue")
     async with conn.transaction():

@@ -22,6 +22,14 @@ CONNECTION_ERRORS = (
 )
 
 
+def raise_if_cancelling() -> None:
+    """Stop a loop whose cancellation a library swallowed (a cancel racing a database or broker call
+    can surface as a caught connection error): the task is still marked, so shutdown must not hang."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ConciseTracebacks(logging.Filter):
     """Turn a WARNING that carries a traceback into one line naming the error; the traceback itself
     goes to DEBUG. asyncpg's pool logs a full traceback for every failed reconnect during an outage."""

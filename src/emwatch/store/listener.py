@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from emwatch.store.db import CONNECTION_ERRORS
+from emwatch.store.db import CONNECTION_ERRORS, raise_if_cancelling
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ChannelListener:
                 await self._listen_once()
                 delay = self.first_delay_s  # it was up: the next failure starts the backoff over
             except CONNECTION_ERRORS as exc:
-                _raise_if_cancelling()
+                raise_if_cancelling()
                 log.warning("LISTEN %s: connection unavailable (%s: %s); retrying in %.1f s",
                             self.channel, type(exc).__name__, exc, delay)
                 log.debug("LISTEN %s connection failure", self.channel, exc_info=True)
@@ -77,10 +77,3 @@ class ChannelListener:
 
     def _notified(self, *_: object) -> None:
         self.on_notify()
-
-
-def _raise_if_cancelling() -> None:
-    # A cancel racing a connection attempt can surface as a connection error: do not retry then.
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
