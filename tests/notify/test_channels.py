@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import asyncpg
 import orjson
+import pytest_asyncio
 
+from emwatch.embedded import local_mosquitto
 from emwatch.ingest.mqtt import make_client
 from emwatch.metrics import NOTIFICATIONS
 from emwatch.notify.mqtt_officer import MqttOfficerChannel, officer_topic
 from emwatch.notify.sender import RetryPolicy, Sender
 from emwatch.notify.webhook import WebhookChannel
+from emwatch.server_process import free_port
 from tests.notify.conftest import LOOPBACK, OFFICER, Clock, WebhookReceiver, alert, commit_alert, statuses
 
 
@@ -68,3 +76,53 @@ async def test_officer_terminal_gets_the_alert_on_its_mqtt_topic(pool: asyncpg.P
     assert str(message.topic) == f"em/v1/officers/{OFFICER}/alerts" and message.qos == 1
     assert isinstance(message.payload, bytes) and orjson.loads(message.payload) == committed.to_message()
     assert await statuses(pool, "mqtt") == [("delivered", 1)]
+
+
+@pytest_asyncio.fixture
+async def loop_errors() -> AsyncIterator[list[dict[str, Any]]]:
+    """What the event loop's exception handler is given during the test (asyncio's own reports)."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    yield errors
+    loop.set_exception_handler(previous)
+
+
+async def test_officer_channel_reconnects_at_once_after_the_broker_dropped_it_while_idle(
+    pool: asyncpg.Pool, tmp_path: Path, clock: Clock, loop_errors: list[dict[str, Any]],
+) -> None:
+    port = free_port()
+    channel = MqttOfficerChannel("", "em/v1")
+    with local_mosquitto(tmp_path / "mqtt", port, persist=False) as url:
+        channel.url = url
+        await channel._connected()  # connected by an earlier delivery, then idle
+    await asyncio.sleep(0.5)  # the broker is gone; the client notices
+    with local_mosquitto(tmp_path / "mqtt", port, persist=False) as url:  # the broker is back
+        committed = await commit_alert(pool, alert("warning"))
+        async with make_client(url, f"terminal-{secrets.token_hex(4)}", persistent=False) as terminal:
+            await terminal.subscribe(officer_topic("em/v1", OFFICER), qos=1)
+            try:
+                # delivered on this first round, not after the sender's backoff
+                assert await Sender(pool, {"mqtt": channel}, clock).deliver_due() == 1
+            finally:
+                await channel.aclose()
+            message: aiomqtt.Message = await anext(terminal.messages)
+    assert isinstance(message.payload, bytes) and orjson.loads(message.payload) == committed.to_message()
+    assert await statuses(pool, "mqtt") == [("delivered", 1)]
+    gc.collect()
+    await asyncio.sleep(0)
+    assert loop_errors == []
+
+
+async def test_officer_channel_closed_after_the_broker_dropped_it_leaves_no_unretrieved_error(
+    tmp_path: Path, loop_errors: list[dict[str, Any]],
+) -> None:
+    with local_mosquitto(tmp_path / "mqtt", persist=False) as url:
+        channel = MqttOfficerChannel(url, "em/v1")
+        await channel._connected()
+    await asyncio.sleep(0.5)  # the broker is gone; the client notices
+    await channel.aclose()
+    gc.collect()
+    await asyncio.sleep(0)
+    assert loop_errors == []
