@@ -138,3 +138,23 @@ async def test_writing_outside_a_transaction_is_refused(subject_db: asyncpg.Conn
     with pytest.raises(RuntimeError):
         await write_fixes(conn, [batch(["d1"], [T0], [1])])
     assert await stored(conn) == []
+
+
+async def test_every_device_id_column_compares_bytes_so_the_fixes_key_needs_no_locale(
+    subject_db: asyncpg.Connection,
+) -> None:
+    columns = await subject_db.fetch(
+        "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND (column_name = 'device_id' OR (table_name, column_name) = ('devices', 'id'))"
+        " ORDER BY 1"
+    )
+    assert [r["table_name"] for r in columns] == ["alerts", "device_events", "devices", "fixes", "subject_devices"]
+    assert {r["collation_name"] for r in columns} == {"C"}
+    # byte order, whatever the database's locale: upper case before lower case, 'é' after 'z'
+    conn = await with_devices(subject_db)
+    await conn.execute("INSERT INTO devices (id, kind, subject_id) VALUES ('a', 'ankle', 's'), ('Z', 'ankle', 's'),"
+                       " ('é', 'ankle', 's'), ('z', 'ankle', 's')")
+    assert await write(conn, batch(["a", "Z", "é", "z"], [T0] * 4, [-1] * 4, subject_ids=None)) == 4
+    rows = await stored(conn)
+    assert [r["device_id"] for r in rows] == ["Z", "a", "z", "é"]
+    assert {r["subject_id"] for r in rows} == {"s"}  # the merge path found each device's subject

@@ -24,10 +24,10 @@ from emwatch.store import copy_binary as cb
 COLUMNS = ("device_id", "ts", "lat", "lon", "acc", "src", "batt", "seq", "h3", "subject_id", "suspect")
 
 # Same columns and types as `fixes`, so one payload fits both. Versioned name: pooled connections of a
-# running older build keep their own temp table shape (fixes_in_v2).
+# running older build keep their own temp table shape (fixes_in_v3).
 _STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS fixes_in_v3 (
-    device_id text, ts timestamptz, lat float8, lon float8, acc real, src text, batt smallint,
+CREATE TEMP TABLE IF NOT EXISTS fixes_in_v4 (
+    device_id text COLLATE "C", ts timestamptz, lat float8, lon float8, acc real, src text, batt smallint,
     seq bigint, h3 bigint, subject_id text, suspect boolean
 ) ON COMMIT DELETE ROWS
 """
@@ -37,7 +37,7 @@ _MERGE = f"""
 INSERT INTO fixes ({", ".join(COLUMNS)})
 SELECT device_id, ts, lat, lon, acc, src, batt, seq, h3,
        coalesce(subject_id, (SELECT d.subject_id FROM devices d WHERE d.id = s.device_id)), suspect
-FROM fixes_in_v3 s
+FROM fixes_in_v4 s
 ON CONFLICT (device_id, ts) DO NOTHING
 """
 
@@ -176,6 +176,6 @@ async def write_payload(conn: asyncpg.Connection, payload: FixPayload, *,
 async def merge_fixes(conn: asyncpg.Connection, stream: memoryview) -> int:
     """Stage a binary COPY stream of fixes and insert those not stored yet; returns how many were new."""
     await conn.execute(_STAGING)
-    await conn.copy_to_table("fixes_in_v3", source=stream, columns=COLUMNS, format="binary")
+    await conn.copy_to_table("fixes_in_v4", source=stream, columns=COLUMNS, format="binary")
     status = await conn.execute(_MERGE)
     return int(status.rsplit(" ", 1)[-1])
