@@ -26,6 +26,7 @@ from emwatch.ingest.batcher import IngestBatch
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.pipeline import debounce_policies, rule_config
 from emwatch.registry import Registry
+from emwatch.rules.batch_order import device_time_order
 from emwatch.rules.containment import evaluate_containment, subject_pairs
 from emwatch.rules.engine import RuleEngine
 from emwatch.settings import Settings
@@ -110,8 +111,7 @@ def containment_pass(
     registry, cols = engine.registry, batch.fixes
     device = engine.devices.resolve(cols.device_ids)
     mark("device lookup")
-    rows = np.flatnonzero(device >= 0)
-    rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
+    rows = device_time_order(np.flatnonzero(device >= 0), device, cols.ts)
     mark("event-time order")
     fixes, device = cols.take(rows), device[rows]
     mark("FixColumns.take")

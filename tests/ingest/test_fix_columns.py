@@ -25,3 +25,17 @@ def test_take_returns_the_rows_in_the_order_given(rows: list[int]) -> None:
     assert taken.ts.tolist() == [cols.ts[i] for i in rows]
     assert taken.lat.tolist() == [cols.lat[i] for i in rows]
     assert len(taken) == len(rows)
+
+
+def test_taken_ids_read_like_the_list_of_those_ids_by_index_slice_and_iteration() -> None:
+    cols = columns(["a", "b", "c", "d"])
+    taken = cols.take(np.array([3, 1, 1], dtype=np.intp))
+    ids = taken.device_ids
+    assert [ids[0], ids[1], ids[2], ids[-1]] == ["d", "b", "b", "b"]
+    assert taken.device_ids[1:] == ["b", "b"] and list(taken.device_ids) == ["d", "b", "b"]
+    assert "".join(taken.device_ids) == "dbb" and repr(taken.device_ids) == "['d', 'b', 'b']"
+    assert taken.device_ids != ["d", "b"] and taken.device_ids != "dbb"
+    again = taken.take(np.array([2, 0], dtype=np.intp))  # a reordering of a reordering
+    assert again.device_ids == ["b", "d"] and again.device_ids == columns(["b", "d"]).device_ids
+    with pytest.raises(IndexError):
+        taken.device_ids[3]

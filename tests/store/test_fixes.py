@@ -158,3 +158,17 @@ async def test_every_device_id_column_compares_bytes_so_the_fixes_key_needs_no_l
     rows = await stored(conn)
     assert [r["device_id"] for r in rows] == ["Z", "a", "z", "é"]
     assert {r["subject_id"] for r in rows} == {"s"}  # the merge path found each device's subject
+
+
+async def test_device_ids_come_from_the_registry_column_when_the_batch_carries_its_registry(
+    subject_db: asyncpg.Connection,
+) -> None:
+    conn = await with_devices(subject_db)
+    registry_devices = ["d-none", "d1", "d2"]  # dense device d is registry_devices[d]
+    one = batch(["d2", "d1"], [T0, T0], [1, 1])
+    one = FixBatch(one.fixes, np.array([2, 1], dtype=np.int32), one.subject, one.cell, one.fresh, one.suspect,
+                   subject_ids=SUBJECTS, device_ids=registry_devices)
+    other = batch(["d1"], [T0 + 5], [1])  # a batch of another registry (none known): its own id strings
+    assert await write(conn, one, other) == 3
+    assert [(r["device_id"], r["ts"]) for r in await stored(conn)] == [("d1", T0), ("d1", T0 + 5), ("d2", T0)]
+    assert await write(conn, one) == 0  # the same fixes again: the same keys

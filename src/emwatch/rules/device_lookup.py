@@ -8,6 +8,7 @@ overlaps, where a lookup at a time waits for each in turn. The answer is the dic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,7 @@ class DeviceLookup:
         lookup.resolve(device_ids[:1])  # compile (or load from numba's cache) now, not on the first batch
         return lookup
 
-    def resolve(self, ids: list[str]) -> NDArray[np.int32]:
+    def resolve(self, ids: Sequence[str]) -> NDArray[np.int32]:
         """Dense index of each id, -1 where the registry does not know it."""
         out = np.empty(len(ids), dtype=np.int32)
         if self.table is not None and ids:

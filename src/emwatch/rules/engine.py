@@ -17,6 +17,7 @@ from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
+from emwatch.rules.batch_order import device_time_order
 from emwatch.rules.catalog import PERMIT_OVERDUE
 from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.containment_pairs import registry_columns
@@ -155,8 +156,7 @@ class RuleEngine:
                 dead.append(DeadLetter(f"em/v1/devices/{device_id}/event", raw, "unknown device"))
 
         # Event-time order per device, so a burst of buffered fixes is read as it happened.
-        rows = np.flatnonzero(known)
-        rows = rows[np.lexsort((cols.ts[rows], device[rows]))]
+        rows = device_time_order(np.flatnonzero(known), device, cols.ts)
         fixes = cols.take(rows)
         device = device[rows]
         watermark = state.last_ts[device]
@@ -172,7 +172,7 @@ class RuleEngine:
             self.config.max_speed_kmh / 3.6,
         )
         fix_batch = FixBatch(staged.fixes, staged.device, staged.subject, staged.cell, staged.fresh, suspect,
-                             subject_ids=registry.subject_ids)
+                             subject_ids=registry.subject_ids, device_ids=registry.device_ids)
         event_device = np.array([index[d] for d, _, _ in events], dtype=np.int32)
         event_ts = np.array([e.ts for _, e, _ in events], dtype=np.int64)
         pair_checks = self._pair_rules(fix_batch, radius, events, event_device, event_ts)
