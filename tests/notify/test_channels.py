@@ -63,16 +63,23 @@ async def test_webhook_rejecting_for_good_is_not_retried(
     assert await statuses(pool, "webhook") == [("failed", 1)]
 
 
-async def test_officer_terminal_gets_the_alert_on_its_mqtt_topic(pool: asyncpg.Pool, mqtt_url: str, clock: Clock) -> None:
-    committed = await commit_alert(pool, alert("warning"))
-    channel = MqttOfficerChannel(mqtt_url, "em/v1")
-    async with make_client(mqtt_url, f"terminal-{secrets.token_hex(4)}", persistent=False) as terminal:
+async def delivered_at_once(
+    pool: asyncpg.Pool, url: str, channel: MqttOfficerChannel, clock: Clock
+) -> aiomqtt.Message:
+    """What the officer's terminal receives when the sender's first round delivers the due alert."""
+    async with make_client(url, f"terminal-{secrets.token_hex(4)}", persistent=False) as terminal:
         await terminal.subscribe(officer_topic("em/v1", OFFICER), qos=1)
         try:
             assert await Sender(pool, {"mqtt": channel}, clock).deliver_due() == 1
         finally:
             await channel.aclose()
         message: aiomqtt.Message = await anext(terminal.messages)
+    return message
+
+
+async def test_officer_terminal_gets_the_alert_on_its_mqtt_topic(pool: asyncpg.Pool, mqtt_url: str, clock: Clock) -> None:
+    committed = await commit_alert(pool, alert("warning"))
+    message = await delivered_at_once(pool, mqtt_url, MqttOfficerChannel(mqtt_url, "em/v1"), clock)
     assert str(message.topic) == f"em/v1/officers/{OFFICER}/alerts" and message.qos == 1
     assert isinstance(message.payload, bytes) and orjson.loads(message.payload) == committed.to_message()
     assert await statuses(pool, "mqtt") == [("delivered", 1)]
@@ -100,14 +107,7 @@ async def test_officer_channel_reconnects_at_once_after_the_broker_dropped_it_wh
     await asyncio.sleep(0.5)  # the broker is gone; the client notices
     with local_mosquitto(tmp_path / "mqtt", port, persist=False) as url:  # the broker is back
         committed = await commit_alert(pool, alert("warning"))
-        async with make_client(url, f"terminal-{secrets.token_hex(4)}", persistent=False) as terminal:
-            await terminal.subscribe(officer_topic("em/v1", OFFICER), qos=1)
-            try:
-                # delivered on this first round, not after the sender's backoff
-                assert await Sender(pool, {"mqtt": channel}, clock).deliver_due() == 1
-            finally:
-                await channel.aclose()
-            message: aiomqtt.Message = await anext(terminal.messages)
+        message = await delivered_at_once(pool, url, channel, clock)  # not after the sender's backoff
     assert isinstance(message.payload, bytes) and orjson.loads(message.payload) == committed.to_message()
     assert await statuses(pool, "mqtt") == [("delivered", 1)]
     gc.collect()
