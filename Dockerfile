@@ -18,6 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     EMWATCH_HTTP_PORT=8000 \
     EMWATCH_DATA_DIR=/var/lib/emwatch \
     NUMBA_CACHE_DIR=/opt/emwatch/numba-cache
+# GNU OpenMP: numba's thread pool for the hot path's split kernels (emwatch/kernel_threads.py).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/emwatch --create-home emwatch
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index --find-links=/wheels emwatch

@@ -1,13 +1,14 @@
 """Hot-path rates for one fleet size, on the cached scene of benchmarks/hotpath.py.
 
     .venv/bin/python benchmarks/hotpath_rate.py 100000 [--batch 2000] [--profile containment|engine]
-                                                       [--stages]
+                                                       [--stages] [--threads 1 2]
 
 A quick check between full `make bench` runs, in one process over the same batches: containment alone
 (`containment_pass`: device lookup, event-time order, H3 cells, `evaluate_containment`) and the whole
 engine (`RuleEngine.evaluate` + `EpisodeBook.update`), 20 batches after one warm-up round, printed as
 the median fixes/s per batch (wall clock) and fixes per CPU-second; `--profile` prints a pyinstrument
-profile of one of the two; `--stages` the median time of each stage of containment_pass.
+profile of one of the two; `--stages` the median time of each stage of containment_pass; `--threads`
+times containment at each kernel-thread count on the same batches, in turn (a paired A/B).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from hotpath import TS0_MS, built, containment_pass
 from scene import Walkers, ingest_batch
 
 from emwatch.alerts.episodes import EpisodeBook
+from emwatch.kernel_threads import KernelThreads
 from emwatch.pipeline import debounce_policies, rule_config
 from emwatch.rules.engine import RuleEngine
 from emwatch.settings import Settings
@@ -37,6 +39,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--profile", choices=["containment", "engine"])
     ap.add_argument("--stages", action="store_true", help="median time of each stage of containment_pass")
+    ap.add_argument("--threads", type=int, nargs="+", help="kernel-thread counts to time containment at")
     args = ap.parse_args()
     n, size = args.subjects, args.batch
     b = built(n)
@@ -61,21 +64,25 @@ def main() -> None:
         stages.setdefault(stage, []).append(now - last[0])
         last[0] = now
 
-    seconds: dict[str, list[float]] = {"containment": [], "engine": []}
-    cpu: dict[str, list[float]] = {"containment": [], "engine": []}
+    counts = args.threads or [engine.threads.threads]
+    parts = [f"containment@{t}" for t in counts] if args.threads else ["containment"]
+    seconds: dict[str, list[float]] = {part: [] for part in [*parts, "engine"]}
+    cpu: dict[str, list[float]] = {part: [] for part in [*parts, "engine"]}
+    configured = engine.threads
     for batch in stream:
-        for part in ("containment", "engine"):
-            if profiler and args.profile == part:
+        for part in [*parts, "engine"]:
+            if profiler and args.profile == part.split("@")[0]:
                 profiler.start()
             t0, c0 = time.perf_counter(), time.process_time()
-            if part == "containment":
+            if part.startswith("containment"):
                 last[0] = t0
-                containment_pass(engine, batch, book.open_pairs(), mark if args.stages else lambda _: None)
+                containment_pass(engine, batch, book.open_pairs(), mark if args.stages else lambda _: None,
+                                 KernelThreads(counts[parts.index(part)]))
             else:
                 book.update(engine.evaluate(batch, book.open_pairs()).observations)
             seconds[part].append(time.perf_counter() - t0)
             cpu[part].append(time.process_time() - c0)
-            if profiler and args.profile == part:
+            if profiler and args.profile == part.split("@")[0]:
                 profiler.stop()
     if profiler:
         print(profiler.output_text(color=False, show_all=False))
@@ -84,10 +91,15 @@ def main() -> None:
     rates = {part: size / statistics.median(s) for part, s in seconds.items()}
     # per CPU-second too: on a shared machine it moves less with the other processes' load
     per_cpu = {part: size * len(s) / max(sum(s), 1e-9) for part, s in cpu.items()}
-    print(f"subjects={n} batch={size} containment fixes/s={rates['containment']:,.0f} "
-          f"engine fixes/s={rates['engine']:,.0f} | per CPU-s: containment {per_cpu['containment']:,.0f} "
-          f"engine {per_cpu['engine']:,.0f} (registry build {b.build_s:.0f} s, cached={b.cached})")
-
+    figures = " ".join(f"{part} fixes/s={rates[part]:,.0f}" for part in seconds)
+    cpu_figures = " ".join(f"{part} {per_cpu[part]:,.0f}" for part in seconds)
+    print(f"subjects={n} batch={size} kernel threads={configured.threads} {figures} | "
+          f"per CPU-s: {cpu_figures} (registry build {b.build_s:.0f} s, cached={b.cached})")
+    if len(parts) > 1:
+        base = seconds[parts[0]]
+        for part in parts[1:]:
+            ratio = statistics.median(a / b for a, b in zip(base, seconds[part], strict=True))
+            print(f"  {part} / {parts[0]}: x{ratio:.2f} (median of paired per-batch ratios)")
 
 if __name__ == "__main__":
     main()

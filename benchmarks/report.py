@@ -14,7 +14,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 RESULTS_MD = HERE / "RESULTS.md"
 LATEST_JSON = HERE / "results" / "latest.json"
-SECTION = "## Performance: compiled containment, columnar startup"  # the section new rows go to
+SECTION = "## Performance: hot path over both cores"  # the section new rows go to
 
 
 def machine() -> dict[str, Any]:
@@ -84,7 +84,8 @@ def _json_default(v: Any) -> Any:
 
 
 COLUMNS = [
-    "hotpath_fixes_per_s", "hotpath_ratio_vs_naive", "hotpath_ratio_vs_postgis",
+    "hotpath_kernel_threads", "hotpath_fixes_per_s", "hotpath_fixes_per_s_1thread", "hotpath_fixes_per_s_10k",
+    "hotpath_ratio_vs_naive", "hotpath_ratio_vs_postgis",
     "hotpath_engine_fixes_per_s", "hotpath_engine_ratio_vs_naive", "hotpath_engine_ratio_vs_postgis",
     "e2e_max_sustained_fixes_per_s_batch", "e2e_max_sustained_fixes_per_s_batch_bin",
     "e2e_max_sustained_fixes_per_s_single", "e2e_latency_p50_ms", "e2e_latency_p99_ms",
@@ -94,22 +95,24 @@ PREAMBLE = (
     "Appended by `make bench` (`benchmarks/run.py`); `--quick` rows are CI smoke runs, not figures. "
     "Hot path at the largest scene (700k subjects), median fixes/s per 2,000-fix batch: containment "
     "(`hotpath.containment_pass`: device lookup, event-time order, H3 cells, `evaluate_containment`) "
-    "and the whole engine (`RuleEngine.evaluate` + `EpisodeBook.update`, every rule), timed in turn on "
-    "the same batches. × naive and × PostGIS compare containment with baselines answering the same "
-    "question (they find the same inside pairs: printed per run), measured in the same run; PostGIS "
-    "runs up to 100k subjects, so its ratios are from that scene. The earlier '## Performance' table "
-    "reported the whole engine in its 'hot path' column. E2E: highest sustained rate through Mosquitto "
-    "and PostgreSQL for JSON gateway batches, packed binary batches (docs/protocol.md 1.4) and one fix "
-    "per QoS 1 message; fix→WebSocket alert latency p50/p99 at the highest sustained JSON batch rate, "
-    "p99 also at the highest packed rate. Startup: the service's registry load from PostgreSQL at 700k "
-    "subjects (`--startup`, benchmarks/startup.py; '-' when not run); registry build: `Registry.build` "
-    "alone from in-memory rows (what the earlier tables called startup). RSS: the live registry and rule "
-    "state per device (benchmarks/run.py memory_probe). Details of each run: "
-    "`benchmarks/results/latest.json`."
+    "at the engine's kernel threads (`EMWATCH_KERNEL_THREADS`, default one per core: the compiled "
+    "kernels split each batch, emwatch/kernel_threads.py), the same on one thread, and at 10k "
+    "subjects (kernel threads); the whole engine (`RuleEngine.evaluate` + `EpisodeBook.update`, every "
+    "rule), timed in turn on the same batches. × naive and × PostGIS compare one-thread containment "
+    "with single-threaded baselines answering the same question (they find the same inside pairs: "
+    "printed per run), measured in the same run; PostGIS runs up to 100k subjects, so its ratios are "
+    "from that scene. E2E: highest sustained rate through Mosquitto and PostgreSQL for JSON gateway "
+    "batches, packed binary batches (docs/protocol.md 1.4) and one fix per QoS 1 message; "
+    "fix→WebSocket alert latency p50/p99 at the highest sustained JSON batch rate, p99 also at the "
+    "highest packed rate. Startup: the service's registry load from PostgreSQL at 700k subjects "
+    "(`--startup`, benchmarks/startup.py; '-' when not run); registry build: `Registry.build` alone "
+    "from in-memory rows. RSS: the live registry and rule state per device (benchmarks/run.py "
+    "memory_probe). Details of each run: `benchmarks/results/latest.json`."
 )
 HEADER = (
-    "| date | command | machine | containment fixes/s | × naive | × PostGIS | engine fixes/s | "
-    "engine × naive | engine × PostGIS | e2e batch fixes/s | e2e packed fixes/s | e2e single fixes/s | "
-    "p50 ms | p99 ms | packed p99 ms | RSS B/device | startup 700k s | registry build 700k s |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| date | command | machine | kernel threads | containment fixes/s | 1 thread | containment 10k | "
+    "× naive | × PostGIS | engine fixes/s | engine × naive | engine × PostGIS | e2e batch fixes/s | "
+    "e2e packed fixes/s | e2e single fixes/s | p50 ms | p99 ms | packed p99 ms | RSS B/device | "
+    "startup 700k s | registry build 700k s |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )

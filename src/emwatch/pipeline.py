@@ -29,6 +29,7 @@ from emwatch.heap import release_free_heap
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.source import BrokerLink, consume_forever
+from emwatch.kernel_threads import default_thread_count
 from emwatch.model import AlertEvent
 from emwatch.rules.engine import Evaluation, RuleConfig, RuleEngine
 from emwatch.settings import Settings
@@ -57,6 +58,7 @@ def rule_config(settings: Settings) -> RuleConfig:
         h3_resolution=settings.h3_resolution, max_speed_kmh=settings.max_speed_kmh,
         silence_limit_s=tuple(settings.silence_limit_s.items()),
         reorder_horizon_s=settings.reorder_horizon_s,
+        kernel_threads=settings.kernel_threads or default_thread_count(),
     )
 
 

@@ -10,12 +10,12 @@ import shapely
 
 from emwatch.geo.cells import EARTH_RADIUS_M, cells_for
 from emwatch.geo.zones import Zone
+from emwatch.kernel_threads import SERIAL, KernelThreads
 from emwatch.model import NO_BATT, NO_SEQ, FixBatch, FixColumns, Observations
 from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.containment_geometry import NEEDS_REFERENCE
-from emwatch.rules.containment_kernel import containment_pairs
-from emwatch.rules.containment_pairs import registry_columns
+from emwatch.rules.containment_pairs import answered_pairs, registry_columns
 from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow
 from tests.geo.geo_strategies import LAT0, LON0, county_polygon, points_near, star_polygon
 from tests.rules.containment_reference import reference_containment
@@ -127,6 +127,21 @@ def test_fused_checks_equal_the_numpy_path(world: tuple[Registry, list[Zone]], s
                  reference_containment(registry, batch, open_pairs, returned, at_own_time=True))
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_answers_split_across_threads_equal_the_numpy_path(
+    world: tuple[Registry, list[Zone]], threads: int
+) -> None:
+    """Pairs answered in ranges on several threads: the same observations, in the same order."""
+    registry, zones = world
+    rng = np.random.default_rng(40 + threads)
+    batch = _batch(registry, zones, rng, 1500)
+    open_pairs = _open_pairs(registry, rng)
+    returned = rng.uniform(0, 1, len(registry.permits.ids)) < 0.5
+    split = KernelThreads(threads, min_rows=7)
+    _assert_same(evaluate_containment(registry, batch, open_pairs, returned, threads=split),
+                 reference_containment(registry, batch, open_pairs, returned))
+
+
 def test_pairs_at_a_rounding_limit_are_left_to_numpy(world: tuple[Registry, list[Zone]]) -> None:
     """A point 1e-12 of a radius off a circle's edge: libm and numpy may round the distance apart."""
     registry, _ = world
@@ -145,8 +160,7 @@ def test_pairs_at_a_rounding_limit_are_left_to_numpy(world: tuple[Registry, list
     none = np.empty(0, np.int32)
     fix_cols = (batch.device, batch.subject, batch.fresh, batch.suspect, batch.cell, lon, lat, cols.ts,
                 cols.acc, cols.src)
-    _, _, zone, status, *_ = containment_pairs(fix_cols, rc.registry_cols, none, none, rc.permit_cols,
-                                               rc.zone_cols, rc.ring_cols, rc.key_cols)
+    _, _, zone, status, *_ = answered_pairs(fix_cols, rc, none, none, SERIAL)
     assert status[zone == circle].tolist() == [NEEDS_REFERENCE]
     _assert_same(evaluate_containment(registry, batch, (none, none)),
                  reference_containment(registry, batch, (none, none)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emwatch.kernel_threads import SERIAL, KernelThreads
 from emwatch.rules.device_lookup import MAX_KEY_BYTES, DeviceLookup
 
 
@@ -17,8 +18,9 @@ def _lookup(device_ids: list[str]) -> tuple[DeviceLookup, dict[str, int]]:
     return DeviceLookup.build(device_ids, index), index
 
 
+@pytest.mark.parametrize("threads", [SERIAL, KernelThreads(2, min_rows=1)], ids=["serial", "2 threads"])
 @pytest.mark.parametrize("seed", range(3))
-def test_a_batch_resolves_as_the_dict_does(seed: int) -> None:
+def test_a_batch_resolves_as_the_dict_does(seed: int, threads: KernelThreads) -> None:
     rng = np.random.default_rng(seed)
     device_ids = [f"dev-{i:07d}" for i in range(5000)] + ["imei:356938035643809", "a", "x.y_z-1", "дев-1"]
     lookup, index = _lookup(device_ids)
@@ -28,7 +30,7 @@ def test_a_batch_resolves_as_the_dict_does(seed: int) -> None:
     ids = known + unknown + known[:50]  # repeats within a batch too
     order = rng.permutation(len(ids))
     ids = [ids[i] for i in order]
-    got = lookup.resolve(ids)
+    got = lookup.resolve(ids, threads)
     assert got.dtype == np.int32
     assert got.tolist() == _dict_answer(index, ids)
     assert (got == -1).sum() == len(unknown)
@@ -43,6 +45,7 @@ def test_an_id_holding_a_nul_byte_is_answered_by_the_dict() -> None:
     lookup, _ = _lookup(["a", "b"])
     ids = ["a", "a\0b", "b"]  # the table splits the batch on NUL: this batch takes the dict path
     assert lookup.resolve(ids).tolist() == [0, -1, 1]
+    assert lookup.resolve(ids, KernelThreads(2, min_rows=1)).tolist() == [0, -1, 1]
     registry_nul, _ = _lookup(["a\0", "b"])
     assert registry_nul.table is None
     assert registry_nul.resolve(["a\0", "b", "a"]).tolist() == [0, 1, -1]

@@ -8,6 +8,7 @@ from h3.api import basic_int as h3i
 from numpy.typing import ArrayLike, NDArray
 
 from emwatch.geo.h3_kernel import latlng_to_cells
+from emwatch.kernel_threads import SERIAL, KernelThreads
 
 EARTH_RADIUS_M = 6_371_007.180918475  # authalic radius, as h3.great_circle_distance uses
 METRES_PER_DEGREE = 111_320.0  # of latitude; times cos(lat) for longitude (rules/accuracy.py's value)
@@ -30,9 +31,11 @@ _MAX_RES = 15
 # validated, finite fixes.
 
 
-def cells_for(lat: NDArray[np.float64], lon: NDArray[np.float64], res: int) -> NDArray[np.uint64]:
+def cells_for(
+    lat: NDArray[np.float64], lon: NDArray[np.float64], res: int, threads: KernelThreads = SERIAL
+) -> NDArray[np.uint64]:
     """H3 cell (as uint64) of every point at resolution `res`; equals h3.latlng_to_cell exactly."""
-    return latlng_to_cells(lat, lon, res)
+    return latlng_to_cells(lat, lon, res, threads)
 
 
 def cell_resolution(cells: NDArray[np.uint64]) -> NDArray[np.uint8]:

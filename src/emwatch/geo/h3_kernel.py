@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -21,6 +22,7 @@ from emwatch.geo.h3_tables import (
     ROTATE60_CW,
 )
 from emwatch.jit import cached_njit
+from emwatch.kernel_threads import SERIAL, KernelThreads, part_bounds
 
 # Ported from the C sources h3-py 4.5.0 compiles (h3lib 4.5.0): latLngToCell and latLngToVec3 (h3Index.c,
 # vec3d.h), _vec3ToHex2d/_vec3ToClosestFace/_vec3AzimuthRads (faceijk.c), _hex2dToCoordIJK, _upAp7(r),
@@ -29,7 +31,7 @@ from emwatch.jit import cached_njit
 # in the same order (no fastmath: LLVM then neither fuses multiply-adds nor reassociates) and on calling the
 # same glibc sin/cos/tan/acos/atan2 the C library calls; tests/geo/test_h3_kernel.py checks it.
 
-# Helpers are compiled into _cells_into, whose machine code numba caches: they need no cache of their own.
+# Helpers are compiled into _cells_in_parts, whose machine code numba caches: they need no cache of their own.
 _helper = numba.njit(nogil=True)
 
 MAX_RES = 15
@@ -245,12 +247,11 @@ def _with_base_cell(h: int, face: int, i: int, j: int, k: int, res: int) -> int:
     return h
 
 
-def _cells_into(
-    lat_deg: NDArray[np.float64], lng_deg: NDArray[np.float64], res: int, out: NDArray[np.uint64]
-) -> None:
-    """latLngToCell of every point into `out` (0 where the C code would fail: never for finite input)."""
+@_helper
+def _cells_into(lat_deg: Any, lng_deg: Any, res: int, out: Any, lo: int, hi: int) -> None:
+    """latLngToCell of points lo..hi into `out` (0 where the C code would fail: never for finite input)."""
     header = (_H3_INIT & ~(15 << 59)) | (1 << 59) | (res << 52)
-    for n in range(lat_deg.shape[0]):
+    for n in range(lo, hi):
         face, i, j, k = _face_ijk(lat_deg[n] * _M_PI_180, lng_deg[n] * _M_PI_180, res)
         i -= k
         j -= k
@@ -263,15 +264,28 @@ def _cells_into(
         out[n] = np.uint64(_with_base_cell(h, face, i, j, k, res))
 
 
+def _cells_in_parts(lat_deg: Any, lng_deg: Any, res: int, out: Any, parts: int) -> None:
+    """_cells_into over `parts` contiguous ranges, run on numba's threads (kernel_threads.py)."""
+    if parts == 1:  # in this thread: waking numba's pool for one part costs ~10-20 % of it
+        _cells_into(lat_deg, lng_deg, res, out, 0, out.shape[0])
+        return
+    for p in numba.prange(parts):
+        lo, hi = part_bounds(out.shape[0], parts, p)
+        _cells_into(lat_deg, lng_deg, res, out, lo, hi)
+
+
 # Compiled when this module is imported, not on the first batch of fixes: a cold compile takes ~10 s on the
 # 2-core box, a load from numba's cache ~0.5 s (emwatch/jit.py: the cache, or none where none is writable).
-_cells_into_compiled = cached_njit("void(float64[::1], float64[::1], int64, uint64[::1])", nogil=True)(
-    _cells_into
-)
+_cells_compiled = cached_njit(
+    "void(float64[::1], float64[::1], int64, uint64[::1], int64)", parallel=True, nogil=True
+)(_cells_in_parts)
 
 
-def latlng_to_cells(lat: NDArray[np.float64], lng: NDArray[np.float64], res: int) -> NDArray[np.uint64]:
+def latlng_to_cells(
+    lat: NDArray[np.float64], lng: NDArray[np.float64], res: int, threads: KernelThreads = SERIAL
+) -> NDArray[np.uint64]:
     """H3 cell of every (lat, lng) point in degrees at resolution `res`; h3.latlng_to_cell, bit for bit.
+    `threads` share the points (the kernel holds no GIL).
 
     Raises ValueError, as h3 does, for a resolution outside 0..15 or a non-finite coordinate.
     """
@@ -284,7 +298,7 @@ def latlng_to_cells(lat: NDArray[np.float64], lng: NDArray[np.float64], res: int
     if not (np.isfinite(lat).all() and np.isfinite(lng).all()):
         raise ValueError("H3 cells need finite latitudes and longitudes")
     out = np.empty(lat.shape[0], dtype=np.uint64)
-    _cells_into_compiled(lat, lng, int(res), out)
+    _cells_compiled(lat, lng, int(res), out, threads.parts(len(out)))
     if not out.all():
         raise ValueError("H3 could not index a point (latLngToCell failed)")
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from emwatch.kernel_threads import SERIAL, KernelThreads
 from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import SRC_LBS, accuracy_m, distance_to_zone_m
@@ -29,6 +30,7 @@ def evaluate_containment(
     open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
     permit_returned: NDArray[np.bool_] | None = None,
     at_own_time: bool = False,
+    threads: KernelThreads = SERIAL,
 ) -> Observations:
     """Observe breach/no-breach for every relevant (fix, zone) pair of the fresh, trusted wearable fixes.
 
@@ -38,8 +40,9 @@ def evaluate_containment(
     destination zones while it runs. One compiled walk finds and answers the pairs
     (rules/containment_pairs.py).
     `at_own_time`: judge each fix against the geometry in force at its timestamp (late fixes).
+    `threads`: the pairs are answered across them (the same answers whatever their number).
     """
-    fix, zones, breach, confirmed = pair_checks(registry, batch, open_pairs)
+    fix, zones, breach, confirmed = pair_checks(registry, batch, open_pairs, threads)
     cols = registry_columns(registry)
     f = batch.fixes
     lon, lat, ts, subject = f.lon[fix], f.lat[fix], f.ts[fix], batch.subject[fix]

@@ -14,9 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numba import prange
 from numpy.typing import NDArray
 
 from emwatch.jit import cached_njit
+from emwatch.kernel_threads import part_bounds
 from emwatch.rules.containment_geometry import (
     NEEDS_DISTANCE,
     distance_answer,
@@ -112,23 +114,21 @@ def zone_records(
 
 @cached_njit(inline="always")
 def _failed(code: int) -> tuple[Any, ...]:
-    none = np.empty(0, np.bool_)
-    return code, np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int8), none, none, none
+    return code, np.empty(0, np.int64), np.empty(0, np.int64)
 
 
-@cached_njit()
+@cached_njit(nogil=True)
 def containment_pairs(
     fix_cols: Any, registry_cols: Any, open_subject: NDArray[np.int32], open_zone: NDArray[np.int32],
-    permit_cols: Any, zt: Any, rt: Any, key_cols: Any,
+    permit_cols: Any, key_cols: Any,
 ) -> tuple[Any, ...]:
-    """(0, fix, zone, status, inside, breach, confirmed) of every check of the eligible fixes, in (fix,
-    zone) order; (BAD_*, empty arrays...) when the input is bad."""
-    device, subject, fresh, suspect, cell, lon, lat, ts, acc, src = fix_cols
+    """(0, fix, zone) of every check of the eligible fixes, in (fix, zone) order, for `answer_pairs`;
+    (BAD_*, empty arrays) when the input is bad."""
+    device, subject, fresh, suspect, cell, _, _, ts, _, src = fix_cols
     (wearable, pair_start, pair_zone, cover_cells, cover_set, cover_zone, shared, zone_jur, ancestors,
      default_acc) = registry_cols
     p_subject, p_key, p_ends, p_zone_start, p_zone = permit_cols
-    resolution, key_bits, key_shift, key_mask = key_cols
-    zone, interior = zt
+    resolution = key_cols[0]
     n = len(device)
     eligible = np.zeros(n, np.bool_)
     for i in range(n):
@@ -233,35 +233,74 @@ def containment_pairs(
                 out_fix[n_out] = i
                 out_zone[n_out] = zones[a]
                 n_out += 1
+    if touched < 0:  # never (a sum of zone numbers): it keeps the touching loop
+        return _failed(BAD_CELL)
+    return 0, out_fix[:n_out], out_zone[:n_out]
 
+
+@cached_njit(parallel=True, nogil=True)
+def answer_pairs(
+    out_fix: Any, out_zone: Any, fix_cols: Any, default_acc: Any, zt: Any, rt: Any, key_cols: Any,
+    parts: int,
+) -> tuple[Any, Any, Any, Any]:
+    """(status, inside, breach, confirmed) of the pairs of `containment_pairs`, answered in `parts`
+    contiguous ranges on numba's threads (each pair's answer is its own: kernel_threads.py)."""
+    n = len(out_fix)
+    status = np.empty(n, np.int8)
+    inside = np.empty(n, np.bool_)
+    breach = np.empty(n, np.bool_)
+    confirmed = np.empty(n, np.bool_)
+    # numba hands a parallel loop its free variables one by one and takes no tuples among them: the
+    # columns are unpacked here and the ring tuple rebuilt inside the loop.
+    cell, lon, lat, acc, src = fix_cols[4], fix_cols[5], fix_cols[6], fix_cols[8], fix_cols[9]
+    key_bits, key_shift, key_mask = key_cols[1], key_cols[2], key_cols[3]
+    zone, interior = zt
+    ring_start, coord_start, ring_x, ring_y, banded = rt
+    b0, b1, b2, b3, b4, b5, b6, b7 = banded
+    if parts == 1:  # in this thread: waking numba's pool for one part costs more than it saves
+        _answer_range(0, n, out_fix, out_zone, cell, lon, lat, acc, src, default_acc, zone, interior, rt,
+                      key_bits, key_shift, key_mask, status, inside, breach, confirmed)
+        return status, inside, breach, confirmed
+    for p in prange(parts):
+        lo, hi = part_bounds(n, parts, p)
+        _answer_range(
+            lo, hi, out_fix, out_zone, cell, lon, lat, acc, src, default_acc, zone, interior,
+            (ring_start, coord_start, ring_x, ring_y, (b0, b1, b2, b3, b4, b5, b6, b7)),
+            key_bits, key_shift, key_mask, status, inside, breach, confirmed,
+        )
+    return status, inside, breach, confirmed
+
+
+@cached_njit(nogil=True)
+def _answer_range(
+    lo: int, hi: int, out_fix: Any, out_zone: Any, cell: Any, lon: Any, lat: Any, acc: Any, src: Any,
+    default_acc: Any, zone: Any, interior: Any, rt: Any, key_bits: Any, key_shift: Any, key_mask: Any,
+    status: Any, inside: Any, breach: Any, confirmed: Any,
+) -> None:
+    """status, inside, breach, confirmed of the pairs lo..hi, written in place."""
+    m = hi - lo
     # The zones' records, gathered for all pairs first: independent loads the CPU overlaps, where the
     # branchy per-pair code would wait on each cache miss in turn (the zone records are ~70 MB).
-    g_circle = np.empty(n_out, np.bool_)
-    g_inclusion = np.empty(n_out, np.bool_)
-    g_ring = np.empty(n_out, np.int32)
-    g = np.empty((n_out, 4))
-    for j in range(n_out):
-        z = out_zone[j]
+    g_circle = np.empty(m, np.bool_)
+    g_inclusion = np.empty(m, np.bool_)
+    g_ring = np.empty(m, np.int32)
+    g = np.empty((m, 4))
+    for j in range(m):
+        z = out_zone[lo + j]
         g[j, 0], g[j, 1], g[j, 2], g[j, 3] = zone[z, 0], zone[z, 1], zone[z, 2], zone[z, 3]
         meta = np.int64(zone[z, _META])
         g_circle[j], g_inclusion[j] = (meta & _CIRCLE) != 0, (meta & _INCLUSION) != 0
         g_ring[j] = (meta >> _RING_SHIFT) - 1
-    probe = np.full(n_out, NO_KEY, np.uint64)
-    key = np.zeros(n_out, np.uint64)
+    probe = np.full(m, NO_KEY, np.uint64)
+    key = np.zeros(m, np.uint64)
     mask = np.uint64(len(interior) - 1)
-    for j in range(n_out):
-        i = out_fix[j]
+    for j in range(m):
+        i = out_fix[lo + j]
         if not g_circle[j] and g[j, 0] <= lon[i] <= g[j, 2] and g[j, 1] <= lat[i] <= g[j, 3]:
-            key[j] = (np.uint64(out_zone[j]) << key_bits) | ((cell[i] >> key_shift) & key_mask)
+            key[j] = (np.uint64(out_zone[lo + j]) << key_bits) | ((cell[i] >> key_shift) & key_mask)
             probe[j] = interior[_slot(key[j], mask)]
-    if touched < 0:  # never (a sum of zone numbers): it keeps the touching loop
-        return _failed(BAD_CELL)
-    status = np.empty(n_out, np.int8)
-    inside = np.empty(n_out, np.bool_)
-    breach = np.empty(n_out, np.bool_)
-    confirmed = np.empty(n_out, np.bool_)
-    for j in range(n_out):
-        i = out_fix[j]
+    for j in range(m):
+        i = out_fix[lo + j]
         x, y, ring = lon[i], lat[i], g_ring[j]
         r = default_acc[src[i]] if np.isnan(acc[i]) else np.float64(acc[i])
         hit = probe[j] == key[j] or (probe[j] != NO_KEY and _in_key_set(interior, key[j]))
@@ -278,5 +317,5 @@ def containment_pairs(
                 polygon_distance(rt, ring, x, y, answer[4]), answer[4], g_inclusion[j], answer[1], answer[2],
                 answer[3],
             )
-        status[j], inside[j], breach[j], confirmed[j] = answer[0], answer[1], answer[2], answer[3]
-    return 0, out_fix[:n_out], out_zone[:n_out].astype(np.int32), status, inside, breach, confirmed
+        o = lo + j
+        status[o], inside[o], breach[o], confirmed[o] = answer[0], answer[1], answer[2], answer[3]

@@ -11,6 +11,7 @@ from numpy.typing import NDArray
 
 from emwatch.geo.cells import compact_key_bits
 from emwatch.geo.zone_index import ZoneIndex
+from emwatch.kernel_threads import SERIAL, KernelThreads
 from emwatch.model import FixBatch
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import DEFAULT_ACCURACY_M, SRC_LBS, accuracy_m, classify
@@ -18,6 +19,7 @@ from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.containment_geometry import NEEDS_CONTAINS, NEEDS_REFERENCE, banded_polygons
 from emwatch.rules.containment_kernel import (
     BAD_CELL,
+    answer_pairs,
     containment_pairs,
     key_set,
     zone_records,
@@ -111,13 +113,30 @@ def registry_columns(registry: Registry) -> RegistryColumns:
     none = np.empty(0, np.int32)
     empty = (none, none, np.empty(0, bool), np.empty(0, bool), np.empty(0, np.uint64), np.empty(0),
              np.empty(0), np.empty(0, np.int64), np.empty(0, np.float32), np.empty(0, np.int8))
-    containment_pairs(empty, cols.registry_cols, none, none, cols.permit_cols, cols.zone_cols, cols.ring_cols,
-                      cols.key_cols)
+    answered_pairs(empty, cols, none, none, SERIAL)
     return cols
 
 
+def answered_pairs(
+    fix_cols: tuple[Any, ...], cols: RegistryColumns, open_subject: NDArray[np.int32],
+    open_zone: NDArray[np.int32], threads: KernelThreads,
+) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.int8], NDArray[np.bool_], NDArray[np.bool_],
+           NDArray[np.bool_]]:
+    """The kernel's (failed, fix, zone, status, inside, breach, confirmed): pairs listed in one pass,
+    answered in ranges across `threads` (the answers are ~3/4 of the walk's time)."""
+    failed, fix, zone = containment_pairs(
+        fix_cols, cols.registry_cols, open_subject, open_zone, cols.permit_cols, cols.key_cols
+    )
+    status, inside, breach, confirmed = answer_pairs(
+        fix, zone, fix_cols, cols.registry_cols[-1], cols.zone_cols, cols.ring_cols, cols.key_cols,
+        threads.parts(len(fix)),
+    )
+    return failed, fix, zone, status, inside, breach, confirmed
+
+
 def pair_checks(
-    registry: Registry, batch: FixBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
+    registry: Registry, batch: FixBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
+    threads: KernelThreads = SERIAL,
 ) -> tuple[NDArray[np.int64], NDArray[np.int32], NDArray[np.bool_], NDArray[np.bool_]]:
     """(fix row, zone, breach, confirmed) of every relevant pair, in (fix, zone) order: what
     rules/accuracy.py `classify` says of ZoneIndex `contains` for the pairs containment checks."""
@@ -128,14 +147,14 @@ def pair_checks(
     fix_cols = (
         batch.device, batch.subject, batch.fresh, batch.suspect, batch.cell, f.lon, f.lat, f.ts, f.acc, f.src
     )
-    failed, fix, zone, status, inside, breach, confirmed = containment_pairs(
-        fix_cols, cols.registry_cols, open_subject, open_zone, cols.permit_cols, cols.zone_cols,
-        cols.ring_cols, cols.key_cols,
+    failed, fix, zone64, status, inside, breach, confirmed = answered_pairs(
+        fix_cols, cols, open_subject, open_zone, threads
     )
     if failed == BAD_CELL:
         raise ValueError(f"cells must be H3 cells at the index resolution {registry.zones.resolution}")
     if failed:
         raise IndexError("fix source without a default accuracy")
+    zone = zone64.astype(np.int32)
     flagged = np.flatnonzero(status)
     if len(flagged):
         _settle(registry, batch, fix, zone, status, inside, breach, confirmed, flagged)

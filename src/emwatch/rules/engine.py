@@ -14,6 +14,7 @@ from emwatch.geo.cells import cells_for
 from emwatch.ingest.batcher import IngestBatch
 from emwatch.ingest.decode import DeadLetter
 from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
+from emwatch.kernel_threads import KernelThreads
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
@@ -45,6 +46,7 @@ class RuleConfig:
     separation: SeparationConfig = field(default_factory=SeparationConfig)
     proximity: ProximityConfig = field(default_factory=ProximityConfig)
     reorder_horizon_s: float = 300.0  # late fixes this far behind their device's newest are replayed
+    kernel_threads: int = 1  # threads the compiled hot path (H3 cells, containment answers) splits over
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class RuleEngine:
     def __init__(self, registry: Registry, config: RuleConfig | int = RuleConfig()) -> None:
         self.config = config if isinstance(config, RuleConfig) else RuleConfig(h3_resolution=config)
         self.h3_resolution = self.config.h3_resolution
+        self.threads = KernelThreads(self.config.kernel_threads)
         self.history = FixHistory(int(self.config.reorder_horizon_s * 1000))
         self._install(registry, DeviceState(len(registry.device_ids)))
         separation = self.config.separation
@@ -141,7 +144,7 @@ class RuleEngine:
         registry, state = self.registry, self.state
         index = registry.device_index
         cols = batch.fixes
-        device = self.devices.resolve(cols.device_ids)
+        device = self.devices.resolve(cols.device_ids, self.threads)
         dead = list(batch.dead)
         known = device >= 0
         if not known.all():
@@ -163,7 +166,7 @@ class RuleEngine:
         fresh = fixes.ts > watermark
         staged = FixBatch(
             fixes=fixes, device=device, subject=registry.device_subject[device],
-            cell=cells_for(fixes.lat, fixes.lon, self.h3_resolution), fresh=fresh,
+            cell=cells_for(fixes.lat, fixes.lon, self.h3_resolution, self.threads), fresh=fresh,
             suspect=np.zeros(len(device), dtype=bool),
         )
         radius = accuracy_m(fixes.acc, fixes.src)
@@ -178,7 +181,9 @@ class RuleEngine:
         pair_checks = self._pair_rules(fix_batch, radius, events, event_device, event_ts)
         observations = Observations.concat([
             self._permit_checks(
-                evaluate_containment(registry, fix_batch, open_pairs, self._permit_returned())
+                evaluate_containment(
+                    registry, fix_batch, open_pairs, self._permit_returned(), threads=self.threads
+                )
             ),
             evaluate_device_events(registry, events),
             anomaly_checks(fix_batch, suspect, registry.device_wearable),

@@ -1,0 +1,44 @@
+"""KernelThreads: how many contiguous parts a compiled kernel splits a batch into."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from emwatch.kernel_threads import KernelThreads, default_thread_count, part_bounds
+
+
+@pytest.mark.parametrize(("threads", "n", "min_rows", "want"), [
+    (1, 10_000, 256, 1),   # serial
+    (2, 10_000, 256, 2),
+    (2, 511, 256, 1),      # no part smaller than min_rows
+    (2, 0, 256, 1),        # an empty batch is still one (empty) part
+    (2, 10, 1, 2),
+])
+def test_parts_per_batch(threads: int, n: int, min_rows: int, want: int) -> None:
+    assert KernelThreads(threads, min_rows).parts(n) == want
+
+
+def test_never_more_parts_than_numba_has_threads() -> None:
+    assert KernelThreads(64, min_rows=1).parts(10_000) == numba.config.NUMBA_NUM_THREADS
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+@pytest.mark.parametrize("n", [0, 1, 10, 2_001])
+def test_part_bounds_cover_every_row_once_in_order(n: int, parts: int) -> None:
+    bounds = [part_bounds(n, parts, p) for p in range(parts)]
+    rows = np.concatenate([np.arange(lo, hi) for lo, hi in bounds])
+    np.testing.assert_array_equal(rows, np.arange(n))
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1
+
+
+@pytest.mark.parametrize("bad", [{"threads": 0}, {"threads": 2, "min_rows": 0}])
+def test_nonsense_sizes_are_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        KernelThreads(**bad)
+
+
+def test_the_default_is_one_thread_per_core_up_to_four() -> None:
+    assert 1 <= default_thread_count() <= 4
