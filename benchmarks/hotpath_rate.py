@@ -57,11 +57,11 @@ def main() -> None:
 
         profiler = Profiler(interval=0.0005)
     stages: dict[str, list[float]] = {}
-    last = [0.0]
+    last, current = [0.0], [""]
 
     def mark(stage: str) -> None:
         now = time.perf_counter()
-        stages.setdefault(stage, []).append(now - last[0])
+        stages.setdefault(f"{stage} ({current[0]})", []).append(now - last[0])
         last[0] = now
 
     counts = args.threads or [engine.threads.threads]
@@ -75,7 +75,7 @@ def main() -> None:
                 profiler.start()
             t0, c0 = time.perf_counter(), time.process_time()
             if part.startswith("containment"):
-                last[0] = t0
+                last[0], current[0] = t0, part
                 containment_pass(engine, batch, book.open_pairs(), mark if args.stages else lambda _: None,
                                  KernelThreads(counts[parts.index(part)]))
             else:
@@ -87,7 +87,7 @@ def main() -> None:
     if profiler:
         print(profiler.output_text(color=False, show_all=False))
     for stage, times in stages.items():
-        print(f"  {stage:22s} {statistics.median(times) * 1e3:7.3f} ms (median per batch)")
+        print(f"  {stage:36s} {statistics.median(times) * 1e3:7.3f} ms (median per batch)")
     rates = {part: size / statistics.median(s) for part, s in seconds.items()}
     # per CPU-second too: on a shared machine it moves less with the other processes' load
     per_cpu = {part: size * len(s) / max(sum(s), 1e-9) for part, s in cpu.items()}

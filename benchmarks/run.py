@@ -139,7 +139,7 @@ def hotpath_section(cfg: dict[str, Any], pg_url: str | None) -> list[HotpathResu
                   r.naive_fixes_per_s, r.postgis_fixes_per_s, r.ratio_vs_naive, r.ratio_vs_postgis,
                   r.engine_ratio_vs_naive, r.engine_ratio_vs_postgis, r.alerts_per_batch, r.build_s]
                  for r in results]))
-    print("containment at the engine's kernel threads (the target's figure) and on one thread; ×naive and "
+    print("containment over a kernel thread per core (the target's figure) and on one thread; ×naive and "
           "×PostGIS compare the one-thread figure with the single-threaded baselines")
     print("inside (fix, zone) pairs found on the same fixes (the contenders answer the same question):")
     for r in results:

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from emwatch.kernel_threads import KernelThreads, default_thread_count, part_bounds
+from emwatch.pipeline import rule_config
+from emwatch.settings import Settings
 
 
 @pytest.mark.parametrize(("threads", "n", "min_rows", "want"), [
@@ -42,3 +44,10 @@ def test_nonsense_sizes_are_refused(bad: dict[str, int]) -> None:
 
 def test_the_default_is_one_thread_per_core_up_to_four() -> None:
     assert 1 <= default_thread_count() <= 4
+
+
+def test_the_service_splits_nothing_unless_told() -> None:
+    """One thread by default (PostgreSQL shares the cores); 0 asks for one per core."""
+    assert rule_config(Settings()).kernel_threads == 1
+    assert rule_config(Settings(kernel_threads=0)).kernel_threads == default_thread_count()
+    assert rule_config(Settings(kernel_threads=3)).kernel_threads == 3

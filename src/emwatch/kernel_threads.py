@@ -6,6 +6,11 @@ the result is the same whatever the count (the kernels' tests check it). numba r
 own thread pool. Measured on the 2-core box (2,000-row batches): a Python thread pool's hand-off cost
 70-90 µs per split (a sleeping thread woken by the OS), numba's OpenMP layer ~5 µs while its workers
 still spin (below), so only the latter pays on a batch that takes ~2.5 ms.
+
+The service splits nothing unless told (`EMWATCH_KERNEL_THREADS`, default 1): with PostgreSQL on the
+same two cores, two kernel threads measured no faster end to end and raised the alert latency's p99
+(benchmarks/RESULTS.md, 2026-11-23 session 8). Where the service has cores of its own, 0 gives it a
+thread per core: containment ×1.2-1.6 per batch.
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ class Settings(BaseSettings):
     )
     max_speed_kmh: float = Field(250.0, gt=0, description="Faster implied movement marks a fix suspect.")
     kernel_threads: int = Field(
-        0, ge=0, le=64,
-        description="Threads the compiled hot path splits a batch over (ids, H3, zones); 0: a core each, ≤4.",
+        1, ge=0, le=64,
+        description="Threads the compiled hot path splits a batch over; 0: one per core (≤ 4). See README.",
     )
     rules_tick_s: float = Field(
         5.0, gt=0, description="How often clock rules (signal_lost, curfew) run over all devices."

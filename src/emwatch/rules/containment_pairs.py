@@ -122,10 +122,11 @@ def answered_pairs(
     open_zone: NDArray[np.int32], threads: KernelThreads,
 ) -> tuple[int, NDArray[np.int64], NDArray[np.int64], NDArray[np.int8], NDArray[np.bool_], NDArray[np.bool_],
            NDArray[np.bool_]]:
-    """The kernel's (failed, fix, zone, status, inside, breach, confirmed): pairs listed in one pass,
-    answered in ranges across `threads` (the answers are ~3/4 of the walk's time)."""
+    """The kernel's (failed, fix, zone, status, inside, breach, confirmed): pairs listed, then answered,
+    each in ranges across `threads`."""
     failed, fix, zone = containment_pairs(
-        fix_cols, cols.registry_cols, open_subject, open_zone, cols.permit_cols, cols.key_cols
+        fix_cols, cols.registry_cols, open_subject, open_zone, cols.permit_cols, cols.key_cols,
+        threads.parts(len(fix_cols[0])),
     )
     status, inside, breach, confirmed = answer_pairs(
         fix, zone, fix_cols, cols.registry_cols[-1], cols.zone_cols, cols.ring_cols, cols.key_cols,

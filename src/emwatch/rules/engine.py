@@ -46,7 +46,7 @@ class RuleConfig:
     separation: SeparationConfig = field(default_factory=SeparationConfig)
     proximity: ProximityConfig = field(default_factory=ProximityConfig)
     reorder_horizon_s: float = 300.0  # late fixes this far behind their device's newest are replayed
-    kernel_threads: int = 1  # threads the compiled hot path (H3 cells, containment answers) splits over
+    kernel_threads: int = 1  # threads the compiled hot path (ids, H3 cells, containment) splits a batch over
 
 
 @dataclass(frozen=True, slots=True)
