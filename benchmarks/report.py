@@ -71,7 +71,8 @@ def write(
     # the row goes under the section's table (notes may follow it), before any section after it
     body, sep, rest = tail.partition("\n## ")
     lines = body.rstrip("\n").split("\n")
-    last_row = max((i for i, line in enumerate(lines) if line.startswith("| ")), default=len(lines) - 1)
+    # after the header's separator too: a new section's first row goes below it
+    last_row = max((i for i, line in enumerate(lines) if line.startswith("|")), default=len(lines) - 1)
     lines.insert(last_row + 1, "| " + row + " |")
     body = "\n".join(lines) + "\n"
     results_md.write_text(head + SECTION + body + (("\n" + sep.lstrip("\n") + rest) if sep else ""))

@@ -67,3 +67,5 @@ def test_quick_run_appends_a_dated_row_under_performance(quick_run: tuple[str, P
     section = text.split("## Performance", 1)[1]
     rows = [line for line in section.splitlines() if line.startswith("| 20")]
     assert len(rows) == 1 and "BENCH_ARGS=--quick" in rows[0]
+    table = [line for line in section.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| date") and table[1].startswith("|---") and table[2] == rows[0]  # a table
