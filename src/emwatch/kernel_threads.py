@@ -1,11 +1,11 @@
 """How many parts the compiled hot path splits a batch into: its use of the machine's other cores.
 
-The split kernels (H3 cells, containment answers) are numba functions compiled with `parallel=True`:
-a `prange` over the parts, each part a contiguous range of rows that writes only its own output, so
-the result is the same whatever the count (the kernels' tests check it). numba runs the parts on its
-own thread pool. Measured on the 2-core box (2,000-row batches): a Python thread pool's hand-off cost
-70-90 µs per split (a sleeping thread woken by the OS), numba's OpenMP layer ~5 µs while its workers
-still spin (below), so only the latter pays on a batch that takes ~2.5 ms.
+The split kernels (device ids, H3 cells, containment pairs and answers) are numba functions compiled
+with `parallel=True`: a `prange` over the parts, each part a contiguous range of rows that writes only
+its own output, so the result is the same whatever the count (the kernels' tests check it). numba
+runs the parts on its own thread pool. Measured on the 2-core box (2,000-row batches): a Python
+thread pool's hand-off cost 70-90 µs per split (a sleeping thread woken by the OS), numba's OpenMP
+layer ~5 µs while its workers still spin (below), so only the latter pays on a batch of ~2.5 ms.
 
 The service splits nothing unless told (`EMWATCH_KERNEL_THREADS`, default 1): with PostgreSQL on the
 same two cores, two kernel threads measured no faster end to end and raised the alert latency's p99
