@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
+from emwatch.geo.cells import haversine_m
+from emwatch.model import FixBatch, FixColumns
 from emwatch.rules.engine import RuleConfig
+from emwatch.rules.movement import suspect_fixes
 from tests.rules.harness import World
 
 
@@ -78,3 +84,49 @@ def test_a_restored_position_keeps_its_error_circle() -> None:
     world.engine.seed([("ankle-1", 1_000_000_000, 30.02 + 700 / 111_195, 120.02, 400.0)])
     world.send((5, "in", GOOD))
     assert world.events == []
+
+
+def _one_at_a_time(device: np.ndarray, fresh: np.ndarray, lat: np.ndarray, lon: np.ndarray, ts: np.ndarray,
+                   acc: np.ndarray, prev: dict[int, tuple[float, float, int, float]], max_mps: float) -> list[bool]:
+    """The specification, fix by fix: judged against the device's last trusted fresh fix."""
+    verdicts = []
+    ref = dict(prev)
+    for r in range(len(device)):
+        d = int(device[r])
+        if not fresh[r]:
+            verdicts.append(False)
+            continue
+        last = ref.get(d)
+        bad = False
+        if last is not None and not math.isnan(last[0]):
+            gap = float(haversine_m(lat[r], lon[r], last[0], last[1])) - acc[r] - (0.0 if math.isnan(last[3]) else last[3])
+            bad = gap / max((ts[r] - last[2]) / 1000.0, 1.0) > max_mps
+        verdicts.append(bad)
+        if not bad:
+            ref[d] = (float(lat[r]), float(lon[r]), int(ts[r]), float(acc[r]))
+    return verdicts
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_with_many_jumps_gets_the_verdicts_of_one_fix_at_a_time(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, devices = 3_000, 200
+    device = np.sort(rng.integers(0, devices, n)).astype(np.int32)
+    ts = np.cumsum(rng.integers(0, 20_000, n)).astype(np.int64)  # sorted within each device
+    jump = rng.random(n) < 0.2  # one fix in five thrown ~100 km away (jamming, spoofing)
+    lat = 30.0 + rng.normal(0, 0.001, n) + jump * rng.choice([-1.0, 1.0], n)
+    lon = 120.0 + rng.normal(0, 0.001, n)
+    acc = rng.choice([5.0, 50.0, 400.0], n)
+    fresh = rng.random(n) < 0.9
+    prev_lat = np.where(rng.random(devices) < 0.8, 30.0, np.nan)  # some devices never seen before
+    prev_lon = np.full(devices, 120.0)
+    prev_ts = np.full(devices, -60_000, np.int64)
+    prev_acc = np.where(rng.random(devices) < 0.5, 20.0, np.nan)  # restored without accuracy
+    cols = FixColumns([f"d{d}" for d in device], ts, lat, lon, acc.astype(np.float32),
+                      np.zeros(n, np.int8), np.full(n, -1, np.int16), np.zeros(n, np.int64))
+    batch = FixBatch(cols, device, device, np.zeros(n, np.uint64), fresh, np.zeros(n, bool))
+    got = suspect_fixes(batch, acc, prev_lat, prev_lon, prev_ts, prev_acc, 250 / 3.6)
+    prev = {d: (prev_lat[d], prev_lon[d], int(prev_ts[d]), prev_acc[d]) for d in range(devices)}
+    expected = _one_at_a_time(device, fresh, lat, lon, ts, acc, prev, 250 / 3.6)
+    assert got.tolist() == expected
+    assert 0.1 < got.mean() < 0.5  # many jumps were judged suspect, and many fixes trusted

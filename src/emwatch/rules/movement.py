@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-from emwatch.geo.cells import haversine_m
+from emwatch.geo.cells import EARTH_RADIUS_M
+from emwatch.jit import cached_njit
 from emwatch.model import FixBatch, Observations
 from emwatch.rules.catalog import LOCATION_ANOMALY
 
@@ -23,57 +27,51 @@ def suspect_fixes(
     max speed allows.
 
     `batch` is sorted by (device, ts); prev_* hold each device's last trusted fresh fix before the
-    batch (lat NaN: none; acc: its error radius). A fix is judged against the last *trusted* fix, as
-    if the fixes had come one at a time: a suspect fix is no reference for the next one, and a late
-    fix none for a fresh one, so the verdicts do not depend on where the micro-batches split.
+    batch (lat NaN: none; acc: its error radius, NaN: taken as exact). A fix is judged against the
+    last *trusted* fix, as if the fixes had come one at a time: a suspect fix is no reference for the
+    next one, and a late fix none for a fresh one, so the verdicts do not depend on where the
+    micro-batches split.
     """
-    n = len(batch)
-    suspect = np.zeros(n, dtype=bool)
-    rows = np.flatnonzero(batch.fresh)
-    if len(rows) == 0:
-        return suspect
-    # First pass: each fresh fix against the fresh fix before it. While no fix of a device is
-    # suspect, "the fix before" is "the last trusted fix", so the pass is exact for such devices.
-    device = batch.device[rows]
-    first = np.ones(len(rows), dtype=bool)
-    first[1:] = device[1:] != device[:-1]
-    before = np.roll(rows, 1)
     f = batch.fixes
-    lat0 = np.where(first, prev_lat[device], f.lat[before])
-    lon0 = np.where(first, prev_lon[device], f.lon[before])
-    ts0 = np.where(first, prev_ts[device], f.ts[before])
-    acc0 = np.where(first, prev_acc[device], accuracy_m[before])
-    jump = _too_fast(batch, rows, accuracy_m, lat0, lon0, ts0, acc0, max_speed_mps)
-    suspect[rows] = jump
-    # Devices with a suspect fix: the fixes after it are judged again, one by one, against the last
-    # trusted fix (rare: jamming, multipath, spoofing).
-    for d in np.unique(device[jump]).tolist():
-        own = rows[device == d]
-        ref = (float(prev_lat[d]), float(prev_lon[d]), int(prev_ts[d]), float(prev_acc[d]))
-        for r in own.tolist():
-            one = np.array([r])
-            bad = bool(_too_fast(
-                batch, one, accuracy_m, np.array([ref[0]]), np.array([ref[1]]),
-                np.array([ref[2]], dtype=np.int64), np.array([ref[3]]), max_speed_mps,
-            )[0])
-            suspect[r] = bad
-            if not bad:
-                ref = (float(f.lat[r]), float(f.lon[r]), int(f.ts[r]), float(accuracy_m[r]))
+    suspect = np.zeros(len(batch), dtype=bool)
+    _judge(batch.device, batch.fresh, f.lat, f.lon, f.ts, accuracy_m, prev_lat, prev_lon, prev_ts, prev_acc,
+           float(max_speed_mps), suspect)
     return suspect
 
 
-def _too_fast(
-    batch: FixBatch, rows: NDArray[np.intp], accuracy_m: NDArray[np.float64], lat0: NDArray[np.float64],
-    lon0: NDArray[np.float64], ts0: NDArray[np.int64], acc0: NDArray[np.float64], max_speed_mps: float,
-) -> NDArray[np.bool_]:
-    """Whether each row, less both error radii, is further from its reference than max speed allows."""
-    f = batch.fixes
-    known = ~np.isnan(lat0)
-    acc0 = np.nan_to_num(acc0)  # a reference of unknown accuracy (restored without it): taken as exact
-    gap_m = haversine_m(f.lat[rows], f.lon[rows], np.nan_to_num(lat0), np.nan_to_num(lon0))
-    gap_m = gap_m - accuracy_m[rows] - acc0
-    seconds = np.maximum((f.ts[rows] - np.where(known, ts0, 0)) / 1000.0, 1.0)  # same second: one second
-    return np.asarray(known & (gap_m / seconds > max_speed_mps))
+# One sequential pass, compiled: the reference moves only past trusted fixes, so a device's verdicts
+# depend on each other. As numpy it took two passes plus a Python loop per fix of every device with a
+# suspect fix, which under a burst of jamming cost as much as all of containment.
+@cached_njit(nogil=True)
+def _judge(device: Any, fresh: Any, lat: Any, lon: Any, ts: Any, acc: Any, prev_lat: Any, prev_lon: Any,
+           prev_ts: Any, prev_acc: Any, max_speed_mps: float, out: Any) -> None:
+    d_now = -1
+    ref_lat = ref_lon = ref_acc = np.nan
+    ref_ts = 0
+    for r in range(len(device)):
+        if not fresh[r]:
+            continue
+        d = device[r]
+        if d != d_now:
+            d_now = d
+            ref_lat, ref_lon, ref_ts, ref_acc = prev_lat[d], prev_lon[d], prev_ts[d], prev_acc[d]
+        bad = False
+        if not math.isnan(ref_lat):
+            ref_error = 0.0 if math.isnan(ref_acc) else ref_acc  # restored without accuracy: taken as exact
+            gap_m = _haversine_m(lat[r], lon[r], ref_lat, ref_lon) - acc[r] - ref_error
+            seconds = max((ts[r] - ref_ts) / 1000.0, 1.0)  # the same second: one second
+            bad = gap_m / seconds > max_speed_mps
+        out[r] = bad
+        if not bad:
+            ref_lat, ref_lon, ref_ts, ref_acc = lat[r], lon[r], ts[r], acc[r]
+
+
+@cached_njit(inline="always")
+def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """geo.cells.haversine_m for one pair of points in degrees, in the same operations."""
+    p1, l1, p2, l2 = math.radians(lat1), math.radians(lon1), math.radians(lat2), math.radians(lon2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((l2 - l1) / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
 def anomaly_checks(batch: FixBatch, suspect: NDArray[np.bool_], wearable: NDArray[np.bool_]) -> Observations:
