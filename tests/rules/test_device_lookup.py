@@ -1,12 +1,18 @@
-"""DeviceLookup answers exactly as the registry's dict: known ids, unknown ids, odd ids, odd batches."""
+"""DeviceLookup answers exactly as the registry's dict: known ids, unknown ids, odd ids, odd batches; the
+engine names the unknown ones."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from emwatch.ingest.batcher import BatchBuilder
+from emwatch.ingest.decode import Decoded
+from emwatch.ingest.protocol import DeviceEvent, Fix
 from emwatch.kernel_threads import SERIAL, KernelThreads
+from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.device_lookup import MAX_KEY_BYTES, DeviceLookup
+from tests.rules.harness import COUNTY, T0, World
 
 
 def _dict_answer(index: dict[str, int], ids: list[str]) -> list[int]:
@@ -66,3 +72,27 @@ def test_empty_batches_and_registries() -> None:
     assert lookup.resolve([]).tolist() == []
     some, _ = _lookup(["a"])
     assert some.resolve([]).tolist() == []
+
+
+def test_the_engine_names_the_devices_its_registry_does_not_know_until_a_reload_brings_them() -> None:
+    world = World()
+    builder = BatchBuilder()
+    for device in ("ankle-1", "ankle-9", "phone-1", "ankle-9", "phone-7"):
+        builder.add(Decoded(fixes=[(device, Fix(ts=T0, lat=30.02, lon=120.02))]))
+    builder.add(Decoded(events=[("strap-3", DeviceEvent(ts=T0, type="strap_cut"), b"{}")]))
+    batch = builder.build()
+    assert world.engine.unknown_devices(batch) == {"ankle-9", "phone-7", "strap-3"}
+    dead = world.engine.evaluate(batch, world.book.open_pairs()).dead
+    assert sorted(d.topic for d in dead if d.reason == "unknown device") == [
+        "em/v1/devices/ankle-9/fix", "em/v1/devices/ankle-9/fix", "em/v1/devices/phone-7/fix",
+        "em/v1/devices/strap-3/event",
+    ]
+    known = Registry.build(
+        [JurisdictionRow("j0", None), JurisdictionRow("j1", "j0")], [SubjectRow("s1", "j1", "high")],
+        [DeviceRow(d, "ankle", "s1") for d in ("ankle-1", "phone-1", "ankle-9", "phone-7", "strap-3")],
+        [COUNTY], h3_resolution=9,
+    )
+    world.engine.replace_registry(known)
+    assert world.engine.unknown_devices(batch) == set()  # the same batch, resolved by the new registry
+    evaluation = world.engine.evaluate(batch, world.book.open_pairs())
+    assert [d.reason for d in evaluation.dead] == []

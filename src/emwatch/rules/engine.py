@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import filterfalse
 
 import numpy as np
 import orjson
@@ -110,6 +109,7 @@ class RuleEngine:
     def _install(self, registry: Registry, state: DeviceState) -> None:
         self.registry, self.state = registry, state
         self.devices = DeviceLookup.build(registry.device_ids, registry.device_index)
+        self._last_resolved: tuple[Sequence[str], DeviceLookup, NDArray[np.int32]] | None = None
         registry_columns(registry)  # the containment kernel's view of it, made now rather than on a batch
         self._silence_ms = silence_limits_ms(registry, dict(self.config.silence_limit_s))
         self._bracelet = subject_bracelets(registry)
@@ -131,11 +131,21 @@ class RuleEngine:
 
     def unknown_devices(self, batch: IngestBatch) -> set[str]:
         """Device ids in the batch that the current registry does not know."""
+        device = self._resolved(batch.fixes.device_ids)
+        ids = {batch.fixes.device_ids[i] for i in np.flatnonzero(device < 0).tolist()}
         index = self.registry.device_index
-        # filterfalse over dict.__contains__ runs in C: per batch, not per fix, in Python
-        ids = set(filterfalse(index.__contains__, batch.fixes.device_ids))
         ids.update(d for d, _, _ in batch.events if d not in index)
         return ids
+
+    def _resolved(self, ids: Sequence[str]) -> NDArray[np.int32]:
+        """Dense index of each id (-1: unknown), by the current registry. Remembered for the last list
+        resolved: the pipeline asks `unknown_devices` of a batch, then `evaluate`s it."""
+        last = self._last_resolved
+        if last is not None and last[0] is ids and last[1] is self.devices:
+            return last[2]
+        device = self.devices.resolve(ids, self.threads)
+        self._last_resolved = (ids, self.devices, device)
+        return device
 
     def evaluate(
         self, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]]
@@ -144,7 +154,7 @@ class RuleEngine:
         registry, state = self.registry, self.state
         index = registry.device_index
         cols = batch.fixes
-        device = self.devices.resolve(cols.device_ids, self.threads)
+        device = self._resolved(cols.device_ids)
         dead = list(batch.dead)
         known = device >= 0
         if not known.all():
