@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
 
-from emwatch.kernel_threads import KernelThreads, default_thread_count, part_bounds
+from emwatch.kernel_threads import KernelThreads, default_thread_count, part_bounds, pool_layer
 from emwatch.pipeline import rule_config
 from emwatch.settings import Settings
 
@@ -51,3 +55,20 @@ def test_the_service_splits_nothing_unless_told() -> None:
     assert rule_config(Settings()).kernel_threads == 1
     assert rule_config(Settings(kernel_threads=0)).kernel_threads == default_thread_count()
     assert rule_config(Settings(kernel_threads=3)).kernel_threads == 3
+
+
+def test_the_pool_runs_on_gnu_openmp_here() -> None:
+    assert pool_layer() == "omp"  # .ci/run and the Dockerfile install libgomp1
+
+
+@pytest.mark.parametrize(("layer", "threads", "warned"), [
+    ("workqueue", 2, True), ("workqueue", 1, False), ("omp", 2, False),
+])
+def test_splitting_over_numbas_fallback_layer_is_warned_of(layer: str, threads: int, warned: bool) -> None:
+    # a process of its own: numba picks its layer once per process
+    code = ("import logging; logging.basicConfig(level=logging.WARNING);"
+            "from emwatch.kernel_threads import KernelThreads, check_pool;"
+            f"check_pool(KernelThreads({threads}))")
+    env = {**os.environ, "NUMBA_THREADING_LAYER": layer}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert ("numba runs on its workqueue layer" in done.stderr) is warned

@@ -15,10 +15,14 @@ thread per core: containment ×1.2-1.6 per batch.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import numba
+import numpy as np
+
+log = logging.getLogger(__name__)
 
 MIN_ROWS_PER_PART = 256  # below it a part's start-up outweighs its share of the work
 # GNU OpenMP's workers spin 300,000 rounds (milliseconds here) before sleeping: a core burnt after every
@@ -67,3 +71,27 @@ def default_thread_count() -> int:
 
 
 SERIAL = KernelThreads(1)
+
+
+def pool_layer() -> str:
+    """The threading layer numba's pool runs on ("omp", "tbb" or "workqueue"), loading it if no parallel
+    kernel ran yet."""
+    _one_region(2)
+    return str(numba.threading_layer())  # type: ignore[attr-defined]  # numba re-exports it untyped
+
+
+def check_pool(threads: KernelThreads) -> None:
+    """Warn when kernels will split over numba's fallback layer: workqueue aborts the process if two
+    threads launch kernels at once (the service launches from its event loop only; a caller with
+    threads of its own must not). It is what numba takes without GNU OpenMP (libgomp1) or TBB."""
+    if threads.threads > 1 and (layer := pool_layer()) == "workqueue":
+        log.warning("kernel threads: numba runs on its %s layer (no libgomp1 or TBB found); install"
+                    " libgomp1, or set EMWATCH_KERNEL_THREADS=1", layer)
+
+
+@numba.njit(parallel=True)
+def _one_region(parts: int) -> int:
+    out = np.zeros(parts, np.int64)
+    for p in numba.prange(parts):
+        out[p] = p
+    return int(out.sum())

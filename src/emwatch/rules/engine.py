@@ -13,7 +13,7 @@ from emwatch.geo.cells import cells_for
 from emwatch.ingest.batcher import IngestBatch
 from emwatch.ingest.decode import DeadLetter
 from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
-from emwatch.kernel_threads import KernelThreads
+from emwatch.kernel_threads import KernelThreads, check_pool
 from emwatch.model import FixBatch, FixColumns, Observations
 from emwatch.registry import Registry
 from emwatch.rules.accuracy import accuracy_m
@@ -98,6 +98,7 @@ class RuleEngine:
         self.config = config if isinstance(config, RuleConfig) else RuleConfig(h3_resolution=config)
         self.h3_resolution = self.config.h3_resolution
         self.threads = KernelThreads(self.config.kernel_threads)
+        check_pool(self.threads)
         self.history = FixHistory(int(self.config.reorder_horizon_s * 1000))
         self._install(registry, DeviceState(len(registry.device_ids)))
         separation = self.config.separation
