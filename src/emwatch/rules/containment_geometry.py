@@ -17,7 +17,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
-from emwatch.geo.cells import EARTH_RADIUS_M, METRES_PER_DEGREE
+from emwatch.geo.cells import EARTH_RADIUS_M, METRES_PER_DEGREE, haversine_m_one
 from emwatch.geo.polygon_rings import _point_segment, _polygon_location, _ring_location
 from emwatch.jit import cached_njit
 
@@ -138,14 +138,6 @@ def _unsure(v: float, limit: float, abs_tol: float) -> bool:
     return abs(v - limit) <= _REL * (abs(v) + abs(limit)) + abs_tol
 
 
-@cached_njit(inline="always")
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """geo.cells.haversine_m for one pair, in the same operation order."""
-    p1, l1, p2, l2 = lat1 * _D2R, lon1 * _D2R, lat2 * _D2R, lon2 * _D2R
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((l2 - l1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
-
-
 @cached_njit(_nrt=False)
 def polygon_location(rt: Any, ring: int, x: float, y: float) -> int:
     """0 exterior, 1 interior, 2 boundary of the polygon at `ring` (pair_answer's `ring`; not -1) of
@@ -184,7 +176,7 @@ def pair_answer(
         # A great-circle distance is at least R·|Δφ| (geo/zone_index.py): far in latitude, no trigonometry
         lat_gap_m = abs(y - c_lat) * _ARC_M_PER_DEG
         if lat_gap_m <= radius * (1 + 1e-9) + 1e-6:
-            centre_m = _haversine_m(y, x, c_lat, c_lon)
+            centre_m = haversine_m_one(y, x, c_lat, c_lon)
             if _unsure(centre_m, radius, _ABS_M):
                 return NEEDS_REFERENCE, False, False, False, 0.0
             inside = centre_m <= radius
@@ -207,7 +199,7 @@ def pair_answer(
             within = False
         else:
             if centre_m < 0:
-                centre_m = _haversine_m(y, x, c_lat, c_lon)
+                centre_m = haversine_m_one(y, x, c_lat, c_lon)
             gap = max(centre_m - radius, 0.0)
             if _unsure(gap, r, _ABS_M) or (not inclusion and _unsure(centre_m, radius + r, _ABS_M)):
                 return NEEDS_REFERENCE, False, False, False, 0.0

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emwatch.geo.cells import EARTH_RADIUS_M
+from emwatch.geo.cells import haversine_m_one
 from emwatch.jit import cached_njit
 from emwatch.model import FixBatch, Observations
 from emwatch.rules.catalog import LOCATION_ANOMALY
@@ -58,20 +58,13 @@ def _judge(device: Any, fresh: Any, lat: Any, lon: Any, ts: Any, acc: Any, prev_
         bad = False
         if not math.isnan(ref_lat):
             ref_error = 0.0 if math.isnan(ref_acc) else ref_acc  # restored without accuracy: taken as exact
-            gap_m = _haversine_m(lat[r], lon[r], ref_lat, ref_lon) - acc[r] - ref_error
+            gap_m = haversine_m_one(lat[r], lon[r], ref_lat, ref_lon) - acc[r] - ref_error
             seconds = max((ts[r] - ref_ts) / 1000.0, 1.0)  # the same second: one second
             bad = gap_m / seconds > max_speed_mps
         out[r] = bad
         if not bad:
             ref_lat, ref_lon, ref_ts, ref_acc = lat[r], lon[r], ts[r], acc[r]
 
-
-@cached_njit(inline="always")
-def _haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """geo.cells.haversine_m for one pair of points in degrees, in the same operations."""
-    p1, l1, p2, l2 = math.radians(lat1), math.radians(lon1), math.radians(lat2), math.radians(lon2)
-    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin((l2 - l1) / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(min(max(a, 0.0), 1.0)))
 
 
 def anomaly_checks(batch: FixBatch, suspect: NDArray[np.bool_], wearable: NDArray[np.bool_]) -> Observations:
