@@ -29,7 +29,7 @@ import asyncpg
 import numpy as np
 import psutil
 from infra import seed
-from scene import RES, Walkers, build_scene
+from scene import RES, Walkers, build_scene, device_id
 
 from emwatch.geo.cells import cells_for
 from emwatch.model import NO_SEQ, FixBatch, FixColumns
@@ -48,7 +48,7 @@ SELECT device_id, to_timestamp(ts_ms / 1000.0), lat, lon, nullif(acc, 'NaN'),
        (ARRAY['gps', 'wifi', 'lbs'])[src + 1], nullif(batt, -1), nullif(seq, {NO_SEQ}), h3,
        (SELECT d.subject_id FROM devices d WHERE d.id = fixes_in_v2.device_id), suspect
 FROM fixes_in_v2
-ON CONFLICT (device_id, ts) DO NOTHING
+ON CONFLICT (minute, device_id, ts) DO NOTHING
 """
 Writer = Callable[[asyncpg.Connection, list[FixBatch]], Awaitable[int]]
 
@@ -85,6 +85,7 @@ class Source:
     def __init__(self, subjects: int, seed_: int = 5) -> None:
         self.scene = build_scene(subjects, seed=seed_)
         self.subject_ids = [s.id for s in self.scene.subjects]
+        self.device_ids = [device_id(i) for i in range(len(self.subject_ids))]  # device i is subject i's
         start_ms = int(time.time() * 1000) - 400 * 86_400_000  # room for the preloaded history
         self.walkers = Walkers(self.scene, np.random.default_rng(1), start_ms)
 
@@ -93,7 +94,7 @@ class Source:
         subject = self.walkers.subjects_of(cols).astype(np.int32)
         return FixBatch(
             cols, subject, subject, cells_for(cols.lat, cols.lon, RES), np.ones(size, bool),
-            np.zeros(size, bool), subject_ids=self.subject_ids,
+            np.zeros(size, bool), subject_ids=self.subject_ids, device_ids=self.device_ids,
         )
 
 

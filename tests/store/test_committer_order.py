@@ -5,12 +5,14 @@ the lock timeout ends in a rollback and a retry in order, never a hang."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+import numpy as np
 import pytest_asyncio
 from prometheus_client import REGISTRY
 
@@ -19,6 +21,7 @@ from emwatch.model import AlertEvent, FixBatch, Observations
 from emwatch.rules.engine import Evaluation
 from emwatch.store.committer import LOCK_TIMEOUT_MS, Committer
 from emwatch.store.db import connect_pool, migrate
+from emwatch.store.minute_notes import minute_of
 from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 from tests.store.test_fixes import T0, batch
 
@@ -203,4 +206,27 @@ async def test_consecutive_writes_are_spread_over_transactions_in_flight_togethe
     await holder.execute("ROLLBACK")
     await until(lambda: len(rig.buffer) == 0)
     assert rig.durable == [[w] for w in writes] and [w.stored for w in writes] == [1, 1, 1]
+    await holder.close()
+
+
+def numbered(fix_batch: FixBatch, device_ids: list[str]) -> FixBatch:
+    """The batch as the engine hands it over: its devices numbered by a registry's device list."""
+    device = np.array([device_ids.index(d) for d in fix_batch.fixes.device_ids], dtype=np.int32)
+    return dataclasses.replace(fix_batch, device=device, device_ids=device_ids)
+
+
+async def test_the_minutes_a_rolled_back_transaction_noted_are_noted_again_when_it_is_retried(rig: Rig) -> None:
+    # The committer remembers which minutes it noted in device_minutes, so as not to note them per fix;
+    # what a rolled-back transaction noted is gone, and its retry must write it again.
+    registry = ["d1", "d2"]
+    first = fixes(numbered(batch(["d1"], [T0], [1]), registry), opened(1, "z1"))
+    second = fixes(numbered(batch(["d2"], [T0], [1]), registry), opened(2, "z2"))
+    before = conflicts()
+    holder = await first_committing_second_written(rig, first, second)
+    await until(lambda: conflicts() > before, timeout=LOCK_TIMEOUT_MS / 1000 + 5)  # both rolled back
+    await holder.execute("ROLLBACK")
+
+    await until(lambda: len(rig.durable) == 2)
+    noted = await rig.watch.fetch("SELECT subject_id, device_id, minute FROM device_minutes ORDER BY 2")
+    assert [tuple(r) for r in noted] == [("s", d, int(minute_of(np.array([T0]))[0])) for d in registry]
     await holder.close()

@@ -21,6 +21,8 @@ async def test_newest_fix_per_device_comes_back_with_its_accuracy_radius(fresh_d
               ('lbs-1', now() - interval '1 min', 30.2, 120.2, NULL, 'lbs', 0),
               ('wifi-1', now() - interval '1 min', 30.3, 120.3, NULL, 'wifi', 0),
               ('old-1', now() - interval '30 days', 30.4, 120.4, 5, 'gps', 0)""")
+        # Written by hand, not by the service: noted as the service notes its own (migration 015).
+        assert await conn.fetchval("SELECT emwatch_note_minutes(0, emwatch_minute(now()))") == 4
     finally:
         await conn.close()
     pool = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)

@@ -27,6 +27,7 @@ from emwatch import metrics
 from emwatch.feed.ledger import AlertLedger
 from emwatch.store import fixes, writer
 from emwatch.store.db import CONNECTION_ERRORS, raise_if_cancelling
+from emwatch.store.minute_notes import MinuteNotes
 from emwatch.store.write_buffer import PendingWrite, WriteBuffer
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class Committer:
         self.database_up = True
         self.busy = False
         self._idle: list[asyncpg.Connection] = []  # held between transactions (lock_timeout set once)
+        self.minutes = MinuteNotes()  # what device_minutes holds of the fixes written
 
     async def run(self) -> None:
         """Commit forever, in buffer order."""
@@ -197,8 +199,9 @@ class Committer:
         try:
             conn = await self._connection()
             try:
-                waited = await _commit(conn, items, after, turn, merge)
+                waited = await _commit(conn, items, after, turn, merge, self.minutes)
             except BaseException as exc:
+                self.minutes.clear()  # it may have noted pairs it did not write: the retry notes them
                 if isinstance(exc, (*DATABASE_DOWN, asyncio.CancelledError)) or not _alive(conn):
                     await self._discard(conn)  # lost, or cut mid-statement: not fit to reuse
                 else:
@@ -258,7 +261,7 @@ def _alive(conn: asyncpg.Connection) -> bool:
 
 
 async def _commit(conn: asyncpg.Connection, items: list[PendingWrite], after: _Turn | None, turn: _Turn,
-                  merge: bool) -> float:
+                  merge: bool, minutes: MinuteNotes) -> float:
     """Everything of several writes in one transaction (one fixes merge for all of them): fixes and rows
     once `after` wrote its own, alerts and COMMIT once it committed. Returns its seconds, less those
     waits."""
@@ -269,7 +272,7 @@ async def _commit(conn: asyncpg.Connection, items: list[PendingWrite], after: _T
         marks.append(time.perf_counter())
         _PHASES[phase].inc(marks[-1] - marks[-2])
 
-    payload = fixes.FixPayload([e.batch for e in evaluations if len(e.batch)])
+    payload = fixes.FixPayload([e.batch for e in evaluations if len(e.batch)], minutes)
     lap("encode")
     if after is not None:
         # One COPY at a time: then no drain waits inside PostgreSQL on a row of a later one, so the

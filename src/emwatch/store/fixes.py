@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from emwatch.ingest.protocol import SOURCE_NAMES
 from emwatch.model import NO_BATT, NO_SEQ, FixBatch
 from emwatch.store import copy_binary as cb
+from emwatch.store.minute_notes import MinuteNotes, Notes, minute_of, write_notes
 
 COLUMNS = ("device_id", "ts", "lat", "lon", "acc", "src", "batt", "seq", "h3", "subject_id", "suspect")
 
@@ -38,7 +39,7 @@ INSERT INTO fixes ({", ".join(COLUMNS)})
 SELECT device_id, ts, lat, lon, acc, src, batt, seq, h3,
        coalesce(subject_id, (SELECT d.subject_id FROM devices d WHERE d.id = s.device_id)), suspect
 FROM fixes_in_v4 s
-ON CONFLICT (device_id, ts) DO NOTHING
+ON CONFLICT (minute, device_id, ts) DO NOTHING
 """
 
 
@@ -46,7 +47,7 @@ class FixPayload:
     """The fixes of some batches as binary COPY tuples: those whose subject is known, and the rest (their
     subject_id NULL, for the merge to look up)."""
 
-    def __init__(self, batches: Sequence[FixBatch]) -> None:
+    def __init__(self, batches: Sequence[FixBatch], notes: MinuteNotes | None = None) -> None:
         resolved: list[tuple[FixBatch, NDArray[np.intp] | None]] = []
         unresolved: list[tuple[FixBatch, NDArray[np.intp] | None]] = []
         for batch in batches:
@@ -63,6 +64,8 @@ class FixPayload:
         self.unresolved = [encode_rows(unresolved, with_subject=False)] if unresolved else []
         self.resolved_rows = sum(len(b) if r is None else len(r) for b, r in resolved)
         self.unresolved_rows = sum(len(b) if r is None else len(r) for b, r in unresolved)
+        # Without the writer's memory of what it noted, every pair is noted.
+        self.notes: Notes = (notes or MinuteNotes()).take(batches)
 
     def stream(self, *sections: list[bytes]) -> memoryview:
         """One COPY stream of the given sections (self.resolved, self.unresolved); a memoryview, because
@@ -92,10 +95,10 @@ def encode_rows(parts: Sequence[tuple[FixBatch, NDArray[np.intp] | None]], *, wi
         subject_id = cb.text([s for b in picked for s in _pick(b.subject_ids, b.subject.tolist())])
     else:
         subject_id = cb.null(len(device))
-    # Rows in primary-key order (the registry numbers devices by id): PostgreSQL then inserts into the
-    # (device_id, ts) btree leaf after leaf instead of at random: 4.0 vs 6.9 µs of backend CPU per fix,
-    # 32,000-fix commits of 20k devices into 600k rows. A stable sort keeps a device's arrival order.
-    order = np.argsort(device, kind="stable")
+    # Rows in primary-key order, (minute, device) (the registry numbers devices by id): PostgreSQL then
+    # inserts into the btree leaf after leaf instead of at random (under the former (device_id, ts) key,
+    # 4.0 vs 6.9 µs of backend CPU per fix). A stable sort keeps a device's arrival order.
+    order = np.argsort((minute_of(ts) << 32) | device.astype(np.int64), kind="stable")
     return cb.rows([
         device_id,
         cb.timestamptz_ms(ts),
@@ -160,6 +163,11 @@ async def write_payload(conn: asyncpg.Connection, payload: FixPayload, *,
         return 0
     if not conn.is_in_transaction():  # the savepoint and the staging table both need the caller's
         raise RuntimeError("write_fixes runs inside a transaction")
+    await write_notes(conn, payload.notes)
+    return await _write_rows(conn, payload, duplicates)
+
+
+async def _write_rows(conn: asyncpg.Connection, payload: FixPayload, duplicates: Duplicates) -> int:
     if duplicates == "merge_all":
         return await merge_fixes(conn, payload.stream(payload.resolved, payload.unresolved))
     stored = 0

@@ -130,9 +130,14 @@ async def load_device_positions(
 ) -> list[tuple[str, int, float, float, float]]:
     """Each device's newest stored fix (device, ts ms, lat, lon, error radius m), so a restart keeps
     watermarks, silence timers and the movement baseline (with its accuracy) instead of starting blind."""
+    # The last fix of each device's newest minute (device_minutes, migration 015): one probe per device.
     rows = await pool.fetch(
-        "SELECT DISTINCT ON (device_id) device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon,"
-        " acc, src FROM fixes WHERE ts > now() - make_interval(days => $1) ORDER BY device_id, ts DESC",
+        "SELECT f.device_id, (extract(epoch FROM f.ts) * 1000)::bigint AS ts, f.lat, f.lon, f.acc, f.src"
+        " FROM (SELECT device_id, max(minute) AS minute FROM device_minutes GROUP BY device_id) m"
+        " CROSS JOIN LATERAL (SELECT * FROM fixes WHERE minute = m.minute AND device_id = m.device_id"
+        " ORDER BY ts DESC LIMIT 1) f"
+        " WHERE m.minute >= emwatch_minute(now() - make_interval(days => $1))"
+        " AND f.ts > now() - make_interval(days => $1)",
         days,
     )
     # The same radius a live fix gets: its own `acc`, else its source's default (a cell-tower fix is wide).

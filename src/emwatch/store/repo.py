@@ -130,14 +130,27 @@ async def acknowledge_alert(pool: asyncpg.Pool, alert_id: int, actor: str) -> di
     return events[0]
 
 
-def subject_fixes(subject: str, cut: str) -> str:
-    """A FROM item named `fixes`: the fixes of `subject` (an SQL expression), read per device that
-    carried that subject (migration 012) on the fixes primary key, each device's share cut by `cut`
-    ("ts ... ORDER BY ts LIMIT n"); the caller orders and limits the union again."""
+def subject_fixes(subject: str, first: str, last: str, cut: str) -> str:
+    """A FROM item named `fixes`: the fixes of `subject` (an SQL expression) from `first` to `last`
+    (timestamptz expressions; `cut` filters, orders by (minute, ts) and limits each device's share), read
+    per device that carried it (device_minutes, migration 015) minute by minute on the fixes key, only
+    over the minutes that pair has fixes in. The caller orders and limits the union again."""
     return (
-        "(SELECT f.* FROM subject_devices sd CROSS JOIN LATERAL (SELECT * FROM fixes"
-        f" WHERE device_id = sd.device_id AND subject_id = {subject} AND {cut}) f"
-        f" WHERE sd.subject_id = {subject}) AS fixes"
+        "(SELECT f.* FROM device_minutes m CROSS JOIN LATERAL (SELECT * FROM fixes"
+        " WHERE minute = ANY(emwatch_minutes(greatest(m.first_minute, emwatch_minute("
+        f"{first})), least(m.minute, emwatch_minute({last}))))"
+        f" AND device_id = m.device_id AND subject_id = m.subject_id AND {cut}) f"
+        f" WHERE m.subject_id = {subject}) AS fixes"
+    )
+
+
+def subject_latest_fixes(subject: str) -> str:
+    """A FROM item named `fixes`: the newest fix of each device that carried `subject` (an SQL
+    expression), the last of that pair's newest minute (device_minutes); the caller takes the newest."""
+    return (
+        "(SELECT f.* FROM device_minutes m CROSS JOIN LATERAL (SELECT * FROM fixes"
+        " WHERE minute = m.minute AND device_id = m.device_id AND subject_id = m.subject_id"
+        f" ORDER BY ts DESC LIMIT 1) f WHERE m.subject_id = {subject}) AS fixes"
     )
 
 
@@ -147,7 +160,8 @@ async def track(
     """A subject's fixes in [start, end), oldest first."""
     rows = await pool.fetch(
         "SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon, acc, src, batt, h3"
-        f" FROM {subject_fixes('$1', 'ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4')} ORDER BY ts LIMIT $4",
+        f" FROM {subject_fixes('$1', '$2', '$3', 'ts >= $2 AND ts < $3 ORDER BY minute, ts LIMIT $4')}"
+        " ORDER BY ts LIMIT $4",
         subject_id, start, end, limit,
     )
     return [dict(r) for r in rows]

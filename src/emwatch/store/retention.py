@@ -20,7 +20,7 @@ from emwatch.store.audit import AuditEntry, record
 _EXPIRED = """
 WITH policy AS (SELECT * FROM unnest($1::text[], $2::int[]) AS p(jurisdiction_id, days)),
 expired AS (
-    SELECT f.device_id, f.ts, f.subject_id FROM fixes f
+    SELECT f.minute, f.device_id, f.ts, f.subject_id FROM fixes f
     WHERE f.ts < $4::timestamptz - make_interval(days => coalesce(
         (SELECT p.days FROM subjects s JOIN policy p ON p.jurisdiction_id = s.jurisdiction_id
          WHERE s.id = f.subject_id), $3::int))
@@ -34,7 +34,8 @@ SELECT count(*) FILTER (WHERE NOT {_HELD}) AS purgeable, count(*) FILTER (WHERE 
 FROM expired e
 """
 _DELETE = _EXPIRED + f"""
-DELETE FROM fixes USING expired e WHERE fixes.device_id = e.device_id AND fixes.ts = e.ts AND NOT {_HELD}
+DELETE FROM fixes USING expired e
+WHERE fixes.minute = e.minute AND fixes.device_id = e.device_id AND fixes.ts = e.ts AND NOT {_HELD}
 """
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from emwatch.store.repo import ALERT_COLUMNS, NotFound, subject_fixes
+from emwatch.store.repo import ALERT_COLUMNS, NotFound, subject_latest_fixes
 from emwatch.store.users import Scope
 
 # $1 everything, $2 jurisdictions, $3 subjects: see Scope.args().
@@ -145,7 +145,7 @@ async def latest_positions(pool: asyncpg.Pool, scope: Scope) -> list[dict[str, A
         " f.device_id, (extract(epoch FROM f.ts) * 1000)::bigint AS ts, f.lat, f.lon, f.acc,"
         " (SELECT count(*) FROM alerts a WHERE a.subject_id = s.id AND a.cleared_at IS NULL) AS open_alerts"
         " FROM subjects s CROSS JOIN LATERAL (SELECT *"
-        f" FROM {subject_fixes('s.id', 'true ORDER BY ts DESC LIMIT 1')} ORDER BY ts DESC LIMIT 1) f"
+        f" FROM {subject_latest_fixes('s.id')} ORDER BY ts DESC LIMIT 1) f"
         f" WHERE {VISIBLE.format(s='s')} ORDER BY s.id",
         *scope.args(),
     )
