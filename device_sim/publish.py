@@ -96,6 +96,11 @@ class Publisher:
     async def _disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None:
+            # A connection the broker dropped keeps its error in a future only publish() reads (aiomqtt's
+            # __aexit__ returns early): read it, or asyncio reports it as never retrieved.
+            dropped = client._disconnected
+            if dropped.done() and not dropped.cancelled():
+                dropped.exception()
             try:
                 await client.__aexit__(None, None, None)
             except aiomqtt.MqttError:

@@ -200,8 +200,8 @@ async def consume_forever(settings: Settings, on_message: OnMessage, on_link: On
     broker = BrokerAddress.parse(settings.mqtt_url)  # logged without the password
     backoff = 0.5
     while True:
+        client = make_client(settings.mqtt_url, settings.mqtt_client_id, manual_ack=True)
         try:
-            client = make_client(settings.mqtt_url, settings.mqtt_client_id, manual_ack=True)
             async with client:
                 for topic in subscription_topics(settings.topic_prefix):
                     await client.subscribe(topic, qos=1)
@@ -224,6 +224,17 @@ async def consume_forever(settings: Settings, on_message: OnMessage, on_link: On
             log.warning("MQTT connection lost (%s); reconnecting in %.1f s", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 15.0)
+        finally:
+            settle_disconnect(client)  # also when cancelled with the connection already dropped
+
+
+def settle_disconnect(client: aiomqtt.Client) -> None:
+    """Mark the error of a connection the broker dropped as read. aiomqtt keeps it in a future that only
+    publish() and the message iterator read (its __aexit__ returns early without), and asyncio reports
+    "Future exception was never retrieved" when such a future is collected unread."""
+    dropped = getattr(client, "_disconnected", None)
+    if isinstance(dropped, asyncio.Future) and dropped.done() and not dropped.cancelled():
+        dropped.exception()
 
 
 def _bytes(payload: object) -> bytes:

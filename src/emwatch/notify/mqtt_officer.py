@@ -8,7 +8,7 @@ import secrets
 import aiomqtt
 import orjson
 
-from emwatch.ingest.mqtt import make_client
+from emwatch.ingest.mqtt import make_client, settle_disconnect
 from emwatch.notify.channel import DeliveryError, Notification
 
 
@@ -64,11 +64,7 @@ class MqttOfficerChannel:
         client, self._client = self._client, None
         if client is None:
             return
-        # aiomqtt keeps the error of a connection the broker dropped in a future only publish() reads;
-        # read it here too, or asyncio reports "Future exception was never retrieved" at collection.
-        dropped = getattr(client, "_disconnected", None)
-        if isinstance(dropped, asyncio.Future) and dropped.done() and not dropped.cancelled():
-            dropped.exception()
+        settle_disconnect(client)
         try:
             await client.__aexit__(None, None, None)
         except (aiomqtt.MqttError, OSError):
