@@ -191,10 +191,21 @@ class Pipeline:
     async def _load(self) -> None:
         # Clear the flag before reading: a NOTIFY that arrives while we read must trigger another load.
         self._config_dirty = False
-        registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
+        # At the first load each device's newest fix is read while the registry loads: PostgreSQL finds
+        # them (~11 s for 700k devices: RESULTS.md session 10) while the service parses zones.
+        first = self.engine is None or self.episodes is None
+        positions = asyncio.ensure_future(registry_source.load_device_positions(self.pool)) if first else None
+        try:
+            registry = await registry_source.load_registry(self.pool, self.settings.h3_resolution)
+        except BaseException:
+            if positions is not None:
+                positions.cancel()
+                await asyncio.gather(positions, return_exceptions=True)
+            raise
         if self.engine is None or self.episodes is None:
+            assert positions is not None
             self.engine = RuleEngine(registry, rule_config(self.settings))
-            self.engine.seed(await registry_source.load_device_positions(self.pool))
+            self.engine.seed(await positions)
             open_keys = await registry_source.load_open_episodes(self.pool)
             self.episodes = EpisodeBook(registry, open_keys, debounce_policies(self.settings),
                                         horizon_ms=int(self.settings.reorder_horizon_s * 1000))

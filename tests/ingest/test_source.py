@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from emwatch.ingest.mqtt import make_client
+from emwatch.ingest.mqtt import AiomqttLink, make_client
 from emwatch.ingest.source import BrokerLink, Receipt, consume_forever
 from emwatch.settings import Settings
 from tests.e2e.standalone import wait_for
@@ -133,6 +133,35 @@ async def test_source_reconnects_and_subscribes_again_when_the_broker_dropped_it
         await publish(mqtt_url, f"{prefix}/devices/d/fix", [b"after"])
         await wait_for(lambda: b"after" in got.payloads)
         assert got.messages[-1][3] == 2  # received on the new connection
+
+
+async def test_a_source_stopped_after_the_broker_dropped_it_leaves_no_error_unread(mqtt_url: str) -> None:
+    """aiomqtt keeps a dropped connection's error in a future its __aexit__ does not read; unread, asyncio
+    reports "Future exception was never retrieved" whenever the client is collected (after a shutdown
+    while the pipeline was busy with a batch, say). `_log_traceback` is asyncio's own flag for that."""
+    prefix, client_id = fresh_prefix(), f"src-{secrets.token_hex(4)}"
+    settings = Settings(mqtt_url=mqtt_url, mqtt_client="aiomqtt", mqtt_client_id=client_id, topic_prefix=prefix)
+    links: list[BrokerLink | None] = []
+    busy = asyncio.Event()
+
+    async def on_message(topic: str, payload: bytes, receipt: Receipt) -> None:
+        busy.set()
+        await asyncio.sleep(3600)  # the pipeline busy with this batch
+
+    task = asyncio.create_task(consume_forever(settings, on_message, links.append))
+    await wait_for(lambda: bool(links))
+    link = links[0]
+    assert isinstance(link, AiomqttLink)
+    await publish(mqtt_url, f"{prefix}/devices/d/fix", [b"m"])
+    await busy.wait()
+    async with make_client(mqtt_url, client_id, persistent=False):  # takes the connection over
+        pass
+    dropped = link.client._disconnected
+    await wait_for(dropped.done)
+    assert dropped._log_traceback  # an error nobody has read yet
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not dropped._log_traceback
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
