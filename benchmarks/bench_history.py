@@ -27,7 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import asyncpg
-import numpy as np
 import psutil
 from bench_writer import Source, cpu_s
 from infra import private_postgres, seed
@@ -49,7 +48,7 @@ async def write(conn: asyncpg.Connection, source: Source, notes: MinuteNotes | N
     with no notes, none (the former schema)."""
     payload = fixes.FixPayload([source.batch() for _ in range(BATCHES_PER_TX)], notes)
     if notes is None:
-        payload.notes = Notes([], [], np.empty(0, np.int32), np.empty(0, np.int32))
+        payload.notes = Notes.none()
     async with conn.transaction():
         await fixes.write_payload(conn, payload, duplicates="raise")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 
 import asyncpg
 import numpy as np
@@ -52,6 +51,10 @@ class Notes:
     first: NDArray[np.int32]
     last: NDArray[np.int32]
 
+    @classmethod
+    def none(cls) -> Notes:
+        return cls([], [], np.empty(0, np.int32), np.empty(0, np.int32))
+
     def __len__(self) -> int:
         return len(self.device_ids)
 
@@ -74,7 +77,7 @@ class MinuteNotes:
         """The pairs of these batches not noted yet, counted as noted from now on."""
         parts = [self._take(b) if b.device_ids else _all_pairs(b) for b in batches if len(b)]
         if not parts:
-            return Notes([], [], np.empty(0, np.int32), np.empty(0, np.int32))
+            return Notes.none()
         return Notes(
             [s for p in parts for s in p.subject_ids], [d for p in parts for d in p.device_ids],
             np.concatenate([p.first for p in parts]), np.concatenate([p.last for p in parts]),
@@ -89,7 +92,7 @@ class MinuteNotes:
         lo, hi = self._first[device], self._last[device]
         new = np.flatnonzero((self._subject[device] != subject) | (minute < lo) | (minute > hi))
         if not len(new):
-            return Notes([], [], np.empty(0, np.int32), np.empty(0, np.int32))
+            return Notes.none()
         pair, first, last = _spans(device[new].astype(np.int64) << 32 | (subject[new] + 1), minute[new])
         d, s = (pair >> 32).astype(np.intp), (pair & 0xFFFFFFFF).astype(np.int32) - 1
         # A device's notes follow its newest subject, from the minute after the one it took over in; a
@@ -101,7 +104,7 @@ class MinuteNotes:
         k = d[newer]
         self._subject[k], self._first[k], self._last[k] = s[newer], first[newer], last[newer]
         subject_ids = [None if i < 0 else batch.subject_ids[i] for i in s.tolist()]
-        return Notes(subject_ids, _pick(batch.device_ids, d.tolist()), first, last)
+        return Notes(subject_ids, [batch.device_ids[i] for i in d.tolist()], first, last)
 
     def _renumber(self, device_ids: Sequence[str], subject_ids: Sequence[str]) -> None:
         """Carry the notes over to a new registry's numbering of devices and subjects, by id."""
@@ -147,10 +150,6 @@ def _all_pairs(batch: FixBatch) -> Notes:
         spans[key] = (min(f, m), max(last, m))
     first, last = (np.array([v[i] for v in spans.values()], np.int32) for i in (0, 1))
     return Notes([k[0] for k in spans], [k[1] for k in spans], first, last)
-
-
-def _pick(items: Sequence[str], index: list[int]) -> list[str]:
-    return list(itemgetter(*index)(items)) if len(index) > 1 else [items[i] for i in index]
 
 
 async def write_notes(conn: asyncpg.Connection, notes: Notes) -> None:
