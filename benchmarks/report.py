@@ -71,8 +71,12 @@ def write(
     # the row goes under the section's table (notes may follow it), before any section after it
     body, sep, rest = tail.partition("\n## ")
     lines = body.rstrip("\n").split("\n")
-    # after the header's separator too: a new section's first row goes below it
-    last_row = max((i for i, line in enumerate(lines) if line.startswith("|")), default=len(lines) - 1)
+    # below the section's first table (the runs; later notes may hold tables of their own), after the
+    # header's separator too: a new section's first row goes below it
+    first = next((i for i, line in enumerate(lines) if line.startswith("|")), None)
+    last_row = len(lines) - 1 if first is None else first
+    while first is not None and last_row + 1 < len(lines) and lines[last_row + 1].startswith("|"):
+        last_row += 1
     lines.insert(last_row + 1, "| " + row + " |")
     body = "\n".join(lines) + "\n"
     results_md.write_text(head + SECTION + body + (("\n" + sep.lstrip("\n") + rest) if sep else ""))
