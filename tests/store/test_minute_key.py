@@ -4,16 +4,12 @@ scan of everything stored would."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import numpy as np
-import pytest_asyncio
 
-from emwatch.model import FixBatch, FixColumns
-from emwatch.store.db import connect_pool, migration_files
-from emwatch.store.fixes import write_fixes
+from emwatch.store.db import connect_pool
 from emwatch.store.lifecycle import evidence_fixes
 from emwatch.store.minute_notes import EPOCH_2000_MS, minute_of
 from emwatch.store.registry_source import load_device_positions
@@ -21,42 +17,13 @@ from emwatch.store.repo import track
 from emwatch.store.retention import purge_fixes
 from emwatch.store.scoped import latest_positions
 from emwatch.store.users import EVERYTHING
+from tests.store.conftest import at, migrate_with_data_before, store
 
-SUBJECTS = ["s", "s2"]
 MINUTE = 60_000
-
-
-def at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
-
-
-@pytest_asyncio.fixture
-async def pool(subject_db: asyncpg.Connection, fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """Subjects s and s2; devices d1 (of s) and d2 (of nobody)."""
-    await subject_db.execute(
-        "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s2', 'S2', 'j');"
-        "INSERT INTO devices (id, kind, subject_id) VALUES ('d1', 'ankle', 's'), ('d2', 'phone', NULL)"
-    )
-    async with connect_pool(fresh_database_url, min_size=1, max_size=2) as p:
-        yield p
-
-
-async def store(pool: asyncpg.Pool, device: str, subject: int, ts: list[int], lat: float = 30.0) -> None:
-    """Fixes of one device as the pipeline stores them; `subject` indexes SUBJECTS, -1 for none known."""
-    n = len(ts)
-    cols = FixColumns(
-        [device] * n, np.array(ts, dtype=np.int64), np.full(n, lat), np.full(n, 120.0),
-        np.full(n, 5.0, dtype=np.float32), np.zeros(n, dtype=np.int8), np.full(n, -1, dtype=np.int16),
-        np.zeros(n, dtype=np.int64),
-    )
-    batch = FixBatch(cols, np.zeros(n, np.int32), np.full(n, subject, np.int32), np.ones(n, np.uint64),
-                     np.ones(n, bool), np.zeros(n, bool), subject_ids=SUBJECTS)
-    async with pool.acquire() as conn, conn.transaction():
-        await write_fixes(conn, [batch])
 
 
 async def minutes(pool: asyncpg.Pool) -> dict[tuple[str, str], tuple[int, int]]:
@@ -134,22 +101,19 @@ async def test_purged_fixes_leave_no_position_behind(pool: asyncpg.Pool) -> None
 async def test_fixes_stored_before_migration_015_are_found(fresh_database_url: str) -> None:
     """The migration gives the existing fixes their minute and records each pair's minutes."""
     t = now_ms() - 7_200_000
-    conn = await asyncpg.connect(fresh_database_url)
-    try:
-        for version, sql in migration_files():
-            if version.startswith("015"):
-                await conn.execute(
-                    "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
-                    "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
-                    "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', 's')"
-                )
-                await conn.executemany(
-                    "INSERT INTO fixes (device_id, ts, lat, lon, h3, subject_id) VALUES ('d', $1, 30, 120, 0, 's')",
-                    [(at(t + k * 20_000),) for k in range(10)],
-                )
-            await conn.execute(sql)
-    finally:
-        await conn.close()
+
+    async def before_015(conn: asyncpg.Connection) -> None:
+        await conn.execute(
+            "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
+            "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('s', 'S', 'j');"
+            "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', 's')"
+        )
+        await conn.executemany(
+            "INSERT INTO fixes (device_id, ts, lat, lon, h3, subject_id) VALUES ('d', $1, 30, 120, 0, 's')",
+            [(at(t + k * 20_000),) for k in range(10)],
+        )
+
+    await migrate_with_data_before(fresh_database_url, "015", before_015)
     async with connect_pool(fresh_database_url, min_size=1, max_size=1) as pool:
         assert [r["ts"] for r in await track(pool, "s", at(t), at(t + MINUTE), limit=10)] == [
             t, t + 20_000, t + 40_000
