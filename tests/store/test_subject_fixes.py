@@ -1,10 +1,11 @@
 """A subject's fixes (track, alert evidence, latest position) are found through the devices that carried
-them, and stay the subject's own after a device is reassigned (migration 012)."""
+them (device_minutes, migration 015), and stay the subject's own after a device is reassigned."""
 
 from __future__ import annotations
 
 import asyncpg
 
+from emwatch.store.db import connect_pool
 from emwatch.store.lifecycle import evidence_fixes
 from emwatch.store.repo import track
 from emwatch.store.scoped import latest_positions
@@ -34,16 +35,16 @@ async def test_a_reassigned_device_s_fixes_stay_with_the_subject_that_wore_it(po
     assert latest == {"s": T0 + 10, "s2": T0 + 30}
 
 
-async def test_fixes_of_subjects_assigned_before_migration_012_are_found(fresh_database_url: str) -> None:
-    """The migration records the pairs already in `fixes`, including those of earlier assignments."""
+async def test_fixes_of_an_earlier_assignment_stored_under_the_oldest_schema_are_found(
+    fresh_database_url: str,
+) -> None:
+    """Fixes stored before migrations 012 and 015, of a subject the device no longer carries."""
     await migrate_with_data_before(fresh_database_url, "012", lambda conn: conn.execute(
         "INSERT INTO jurisdictions (id, name, kind) VALUES ('j', 'J', 'district');"
         "INSERT INTO subjects (id, name, jurisdiction_id) VALUES ('old', 'O', 'j');"
         "INSERT INTO devices (id, kind, subject_id) VALUES ('d', 'ankle', NULL);"
-        "INSERT INTO fixes (device_id, ts, lat, lon, h3, subject_id) VALUES ('d', now(), 30, 120, 0, 'old')"
+        f"INSERT INTO fixes (device_id, ts, lat, lon, h3, subject_id) VALUES ('d', '{at(T0)}', 30, 120, 0, 'old')"
     ))
-    conn = await asyncpg.connect(fresh_database_url)
-    try:
-        assert await conn.fetch("SELECT subject_id, device_id FROM subject_devices") == [("old", "d")]
-    finally:
-        await conn.close()
+    async with connect_pool(fresh_database_url, min_size=1, max_size=1) as pool:
+        assert [r["ts"] for r in await track(pool, "old", at(T0 - 1), at(T0 + 1), limit=10)] == [T0]
+        assert [(r["subject_id"], r["ts"]) for r in await latest_positions(pool, EVERYTHING)] == [("old", T0)]

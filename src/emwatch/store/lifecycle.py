@@ -156,8 +156,7 @@ async def evidence_fixes(
     """The subject's fixes in [start, end] with their accuracy and how they were received."""
     rows = await pool.fetch(
         "SELECT device_id, ts, lat, lon, acc, src, batt, seq, received_at"
-        f" FROM {subject_fixes('$1', '$2', '$3', 'ts BETWEEN $2 AND $3 ORDER BY minute, ts LIMIT $4')}"
-        " ORDER BY ts LIMIT $4",
+        f" FROM {subject_fixes('$1', '$2', '$3', '$4', end_inclusive=True)} ORDER BY ts LIMIT $4",
         subject_id, start, end, limit,
     )
     return [dict(r) for r in rows]

@@ -130,17 +130,18 @@ async def acknowledge_alert(pool: asyncpg.Pool, alert_id: int, actor: str) -> di
     return events[0]
 
 
-def subject_fixes(subject: str, first: str, last: str, cut: str) -> str:
-    """A FROM item named `fixes`: the fixes of `subject` (an SQL expression) from `first` to `last`
-    (timestamptz expressions; `cut` filters, orders by (minute, ts) and limits each device's share), read
-    per device that carried it (device_minutes, migration 015) minute by minute on the fixes key, only
-    over the minutes that pair has fixes in. The caller orders and limits the union again."""
+def subject_fixes(subject: str, start: str, end: str, limit: str, *, end_inclusive: bool = False) -> str:
+    """A FROM item named `fixes`: the fixes of `subject` from `start` to `end` (SQL expressions), oldest
+    first and at most `limit` per device, read per device that carried the subject (device_minutes,
+    migration 015) minute by minute on the fixes key, over the minutes that pair has fixes in. The caller
+    orders and limits the union again."""
+    before = "<=" if end_inclusive else "<"
     return (
         "(SELECT f.* FROM device_minutes m CROSS JOIN LATERAL (SELECT * FROM fixes"
         " WHERE minute = ANY(emwatch_minutes(greatest(m.first_minute, emwatch_minute("
-        f"{first})), least(m.minute, emwatch_minute({last}))))"
-        f" AND device_id = m.device_id AND subject_id = m.subject_id AND {cut}) f"
-        f" WHERE m.subject_id = {subject}) AS fixes"
+        f"{start})), least(m.minute, emwatch_minute({end}))))"
+        f" AND device_id = m.device_id AND subject_id = m.subject_id AND ts >= {start} AND ts {before} {end}"
+        f" ORDER BY minute, ts LIMIT {limit}) f WHERE m.subject_id = {subject}) AS fixes"
     )
 
 
@@ -160,8 +161,7 @@ async def track(
     """A subject's fixes in [start, end), oldest first."""
     rows = await pool.fetch(
         "SELECT device_id, (extract(epoch FROM ts) * 1000)::bigint AS ts, lat, lon, acc, src, batt, h3"
-        f" FROM {subject_fixes('$1', '$2', '$3', 'ts >= $2 AND ts < $3 ORDER BY minute, ts LIMIT $4')}"
-        " ORDER BY ts LIMIT $4",
+        f" FROM {subject_fixes('$1', '$2', '$3', '$4')} ORDER BY ts LIMIT $4",
         subject_id, start, end, limit,
     )
     return [dict(r) for r in rows]

@@ -9,7 +9,8 @@
 --
 -- A device's fixes are then read minute by minute (`minute = ANY(...)`, one descent each), and
 -- `device_minutes` says which minutes hold some: the first and newest minute of each (subject, device)
--- pair's fixes. The newest fix of a pair is the last one of its newest minute.
+-- pair's fixes (it replaces migration 012's subject_devices). The newest fix of a pair is the last one
+-- of its newest minute.
 -- This migration rewrites the fixes table once.
 
 -- Minutes since 2000-01-01 UTC; timestamptz - timestamptz is an interval, so this is immutable.
@@ -51,4 +52,11 @@ CREATE FUNCTION emwatch_note_minutes(first int, last int) RETURNS bigint LANGUAG
 $$;
 
 SELECT emwatch_note_minutes(-2147483648, 2147483647);
+
+-- A subject's devices are now found through device_minutes: the assignment record of migration 012 and
+-- the statistics that steered the former newest-fix query are no longer read.
+DROP TRIGGER devices_assigned ON devices;
+DROP FUNCTION emwatch_record_assignment();
+DROP TABLE subject_devices;
+DROP STATISTICS fixes_device_subject;
 ANALYZE fixes;
