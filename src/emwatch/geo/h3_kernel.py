@@ -77,7 +77,7 @@ def _normalize(i: int, j: int, k: int) -> tuple[int, int, int]:
 
 
 @_helper
-def _hex2d_to_ijk(x: float, y: float) -> tuple[int, int, int]:
+def hex2d_to_ijk(x: float, y: float) -> tuple[int, int, int]:
     """_hex2dToCoordIJK: the hex containing the 2D point (x, y) of the face's hex grid."""
     a1 = abs(x)
     a2 = abs(y)
@@ -113,14 +113,17 @@ def _hex2d_to_ijk(x: float, y: float) -> tuple[int, int, int]:
 
 
 @_helper
-def _face_ijk(lat: float, lng: float, res: int) -> tuple[int, int, int, int]:
-    """latLngToVec3 + _vec3ToFaceIjk: icosahedron face and ijk of the res-`res` hex containing the point."""
+def face_hex2d(lat: float, lng: float, res: int) -> tuple[int, float, float, float, float, float]:
+    """latLngToVec3 + _vec3ToHex2d: the icosahedron face nearest the point and the point on that face's
+    res-`res` hex grid (x, y); also the squared chord to the nearest and second-nearest face centres and
+    cos(lat), for geo/cell_memo.py."""
     cr = math.cos(lat)
     px = math.cos(lng) * cr
     py = math.sin(lng) * cr
     pz = math.sin(lat)
     face = 0
     sqd = 5.0
+    sqd2 = 5.0
     for f in range(20):
         dx = FACE_CENTER_POINT[f, 0] - px
         dy = FACE_CENTER_POINT[f, 1] - py
@@ -128,10 +131,13 @@ def _face_ijk(lat: float, lng: float, res: int) -> tuple[int, int, int, int]:
         d = dx * dx + dy * dy + dz * dz
         if d < sqd:
             face = f
+            sqd2 = sqd
             sqd = d
+        elif d < sqd2:
+            sqd2 = d
     r = math.acos(1 - sqd * 0.5)
     if r < _EPSILON:
-        return face, 0, 0, 0
+        return face, 0.0, 0.0, sqd, sqd2, cr
     # _vec3AzimuthRads(face centre, p): p projected on the face centre's tangent plane
     cx = FACE_CENTER_POINT[face, 0]
     cy = FACE_CENTER_POINT[face, 1]
@@ -155,8 +161,7 @@ def _face_ijk(lat: float, lng: float, res: int) -> tuple[int, int, int, int]:
     r = math.tan(r) * _INV_RES0_U_GNOMONIC
     for _ in range(res):
         r *= _M_SQRT7
-    i, j, k = _hex2d_to_ijk(r * math.cos(theta), r * math.sin(theta))
-    return face, i, j, k
+    return face, r * math.cos(theta), r * math.sin(theta), sqd, sqd2, cr
 
 
 @_helper
@@ -248,20 +253,26 @@ def _with_base_cell(h: int, face: int, i: int, j: int, k: int, res: int) -> int:
 
 
 @_helper
+def cell_index(face: int, i: int, j: int, k: int, res: int) -> int:
+    """_faceIjkToH3: the H3 index of hex ijk of the res-`res` grid of `face` (0: H3_NULL)."""
+    i -= k
+    j -= k
+    h = (_H3_INIT & ~(15 << 59)) | (1 << 59) | (res << 52)
+    for r in range(res - 1, -1, -1):
+        i, j, digit = _up_one_level(i, j, r)
+        shift = (MAX_RES - r - 1) * 3
+        h = (h & ~(7 << shift)) | (digit << shift)
+    i, j, k = _normalize(i, j, 0)
+    return _with_base_cell(h, face, i, j, k, res)
+
+
+@_helper
 def _cells_into(lat_deg: Any, lng_deg: Any, res: int, out: Any, lo: int, hi: int) -> None:
     """latLngToCell of points lo..hi into `out` (0 where the C code would fail: never for finite input)."""
-    header = (_H3_INIT & ~(15 << 59)) | (1 << 59) | (res << 52)
     for n in range(lo, hi):
-        face, i, j, k = _face_ijk(lat_deg[n] * _M_PI_180, lng_deg[n] * _M_PI_180, res)
-        i -= k
-        j -= k
-        h = header
-        for r in range(res - 1, -1, -1):
-            i, j, digit = _up_one_level(i, j, r)
-            shift = (MAX_RES - r - 1) * 3
-            h = (h & ~(7 << shift)) | (digit << shift)
-        i, j, k = _normalize(i, j, 0)
-        out[n] = np.uint64(_with_base_cell(h, face, i, j, k, res))
+        face, x, y, _, _, _ = face_hex2d(lat_deg[n] * _M_PI_180, lng_deg[n] * _M_PI_180, res)
+        i, j, k = hex2d_to_ijk(x, y)
+        out[n] = np.uint64(cell_index(face, i, j, k, res))
 
 
 def _cells_in_parts(lat_deg: Any, lng_deg: Any, res: int, out: Any, parts: int) -> None:

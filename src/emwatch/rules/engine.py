@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from emwatch.geo.cells import cells_for
+from emwatch.geo.cell_memo import anchors, memo_cells
 from emwatch.ingest.batcher import IngestBatch
 from emwatch.ingest.decode import DeadLetter
 from emwatch.ingest.protocol import SOURCE_NAMES, DeviceEvent
@@ -60,7 +60,8 @@ class Evaluation:
 
 
 _DEVICE_ARRAYS = (
-    "last_ts", "last_seen", "last_lat", "last_lon", "last_acc", "last_src", "last_pos_ts", "history_from"
+    "last_ts", "last_seen", "last_lat", "last_lon", "last_acc", "last_src", "last_pos_ts", "history_from",
+    "cell_anchor",
 )
 
 
@@ -78,6 +79,7 @@ class DeviceState:
         # The fix history (rules/reorder.py) holds every fix of the device newer than this: NEVER
         # unless restored after a restart, when what came before is only in the database.
         self.history_from = np.full(n, NEVER, dtype=np.int64)
+        self.cell_anchor = anchors(n)  # the device's last computed cell and how far a fix may stay in it
 
     def remapped(self, old_index: dict[str, int], new_ids: list[str]) -> DeviceState:
         """The same state for a new registry's device numbering (new devices start empty)."""
@@ -175,9 +177,9 @@ class RuleEngine:
         device = device[rows]
         watermark = state.last_ts[device]
         fresh = fixes.ts > watermark
+        cells = memo_cells(fixes.lat, fixes.lon, device, state.cell_anchor, self.h3_resolution, self.threads)
         staged = FixBatch(
-            fixes=fixes, device=device, subject=registry.device_subject[device],
-            cell=cells_for(fixes.lat, fixes.lon, self.h3_resolution, self.threads), fresh=fresh,
+            fixes=fixes, device=device, subject=registry.device_subject[device], cell=cells, fresh=fresh,
             suspect=np.zeros(len(device), dtype=bool),
         )
         radius = accuracy_m(fixes.acc, fixes.src)
