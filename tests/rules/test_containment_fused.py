@@ -93,9 +93,9 @@ def _batch(registry: Registry, zones: list[Zone], rng: np.random.Generator, n: i
                     fresh=rng.uniform(0, 1, n) < 0.9, suspect=rng.uniform(0, 1, n) < 0.05)
 
 
-def _open_pairs(registry: Registry, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    subject = np.sort(rng.integers(0, SUBJECTS, 20)).astype(np.int32)
-    return subject, rng.integers(0, len(registry.zones.zones), 20).astype(np.int32)
+def _open_pairs(registry: Registry, rng: np.random.Generator, n: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    subject = np.sort(rng.integers(0, SUBJECTS, n)).astype(np.int32)
+    return subject, rng.integers(0, len(registry.zones.zones), n).astype(np.int32)
 
 
 def _assert_same(got: Observations, want: Observations) -> None:
@@ -125,6 +125,19 @@ def test_fused_checks_equal_the_numpy_path(world: tuple[Registry, list[Zone]], s
     _assert_same(got, want)
     _assert_same(evaluate_containment(registry, batch, open_pairs, returned, at_own_time=True),
                  reference_containment(registry, batch, open_pairs, returned, at_own_time=True))
+
+
+@pytest.mark.parametrize("n_open", [31, 32, 33, 700])
+def test_many_open_episodes_equal_the_numpy_path(world: tuple[Registry, list[Zone]], n_open: int) -> None:
+    """Open pairs are searched block by block (containment_listing's sample): a subject's run of open
+    pairs may cross from one block into the next."""
+    registry, zones = world
+    rng = np.random.default_rng(n_open)
+    batch = _batch(registry, zones, rng, 1500)
+    open_pairs = _open_pairs(registry, rng, n_open)
+    returned = rng.uniform(0, 1, len(registry.permits.ids)) < 0.5
+    _assert_same(evaluate_containment(registry, batch, open_pairs, returned),
+                 reference_containment(registry, batch, open_pairs, returned))
 
 
 @pytest.mark.parametrize("threads", [2, 3])
