@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emwatch.geo.cells import EARTH_RADIUS_M, cells_for
 from emwatch.geo.zones import Zone
@@ -15,6 +17,7 @@ from emwatch.model import NO_BATT, NO_SEQ, FixBatch, FixColumns, Observations
 from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.containment_geometry import NEEDS_REFERENCE
+from emwatch.rules.containment_listing import _SAMPLE, _run_end, _sampled_lower_bound
 from emwatch.rules.containment_pairs import answered_pairs, registry_columns
 from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow
 from tests.geo.geo_strategies import LAT0, LON0, county_polygon, points_near, star_polygon
@@ -186,3 +189,13 @@ def test_cells_at_another_resolution_are_refused(world: tuple[Registry, list[Zon
                      np.ones(50, bool), np.zeros(50, bool))
     with pytest.raises(ValueError, match="index resolution 9"):
         evaluate_containment(registry, wrong, (np.empty(0, np.int32), np.empty(0, np.int32)))
+
+
+@settings(max_examples=200, deadline=None)  # the first example compiles the search (numba's cache aside)
+@given(values=st.lists(st.integers(0, 60), max_size=300), probe=st.integers(-1, 62))
+def test_sampled_search_finds_what_searchsorted_finds(values: list[int], probe: int) -> None:
+    """The open-episode search: the first index whose subject is not below the probe, and its run's end."""
+    a = np.sort(np.array(values, dtype=np.int32))
+    lo = _sampled_lower_bound(a, a[::_SAMPLE].copy(), probe)
+    assert lo == np.searchsorted(a, probe, side="left")
+    assert _run_end(a, probe, lo) == np.searchsorted(a, probe, side="right")
