@@ -149,7 +149,7 @@ def test_split_across_threads_keeps_each_device_in_one_part(threads: int) -> Non
     assert_h3(got, lat[order], lon[order], 9)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     points=st.lists(
         st.tuples(st.floats(-90, 90), st.floats(-180, 180), st.floats(-1e-2, 1e-2), st.floats(-1e-2, 1e-2)),

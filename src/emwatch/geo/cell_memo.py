@@ -130,3 +130,7 @@ def memo_cells(
     if not out.all():
         raise ValueError("H3 could not index a point (latLngToCell failed)")
     return out
+
+
+# Compiled (or loaded from numba's cache) on import, as h3_kernel is, not on the first batch of fixes.
+memo_cells(np.zeros(1), np.zeros(1), np.zeros(1, np.int32), anchors(1), 0)
