@@ -129,16 +129,25 @@ def _pair_runs(
     p_ends: Any, p_zone_start: Any, runs: Any, cap: Any,
 ) -> int:
     """runs[i] and cap[i] (how many zones before repeats are dropped) of the fixes lo..hi; the int is of
-    no use: it keeps the touching loop."""
+    no use: it keeps the touching loop. Loop by loop, so that each loop's loads (its own zones, the open
+    episodes' block) are independent of one another and their cache misses overlap."""
+    for i in range(lo, hi):
+        if eligible[i]:
+            s = subject[i]
+            runs[i, 0], runs[i, 1] = pair_start[s], pair_start[s + 1]
+            runs[i, 4] = _sampled_block(open_sample, s)
+    for i in range(lo, hi):
+        if eligible[i]:
+            s = subject[i]
+            block = runs[i, 4]
+            runs[i, 4] = lower_bound(open_subject, s, block, min(block + _SAMPLE, len(open_subject)))
     for i in range(lo, hi):
         cap[i] = 0
         if not eligible[i]:
             continue
         s, t = subject[i], ts[i]
-        runs[i, 0], runs[i, 1] = pair_start[s], pair_start[s + 1]
         runs[i, 2] = lower_bound(near_subject, s, 0, len(near_subject))
         runs[i, 3] = _run_end(near_subject, s, runs[i, 2])
-        runs[i, 4] = _sampled_lower_bound(open_subject, open_sample, s)
         runs[i, 5] = _run_end(open_subject, s, runs[i, 4])
         p = -1
         if len(p_key):
@@ -169,13 +178,19 @@ def _run_end(a: Any, v: int, lo: int) -> int:
 
 
 @cached_njit(inline="always")
-def _sampled_lower_bound(a: Any, sample: Any, v: int) -> int:
-    """lower_bound(a, v) found in `sample` (every _SAMPLE-th of a, a few KB that stay in cache) first,
-    then in the one block of a it points to: two or three cache misses where a search of all of a (95k
-    open episodes at 700k subjects) waited on six or more."""
+def _sampled_block(sample: Any, v: int) -> int:
+    """Where in a (sampled every _SAMPLE-th into `sample`, a few KB that stay in cache) lower_bound(a, v)
+    lies: in a[lo:lo + _SAMPLE + 1] for the lo returned. A search of that block then waits on one or two
+    cache misses, where a search of all of a (95k open episodes at 700k subjects) waited on six or more."""
     k = lower_bound(sample, v, 0, len(sample))
-    lo = (k - 1) * _SAMPLE + 1 if k > 0 else 0
-    return lower_bound(a, v, lo, min(k * _SAMPLE, len(a)))
+    return (k - 1) * _SAMPLE + 1 if k > 0 else 0
+
+
+@cached_njit(inline="always")
+def _sampled_lower_bound(a: Any, sample: Any, v: int) -> int:
+    """lower_bound(a, v) through _sampled_block."""
+    lo = _sampled_block(sample, v)
+    return lower_bound(a, v, lo, min(lo + _SAMPLE, len(a)))
 
 
 @cached_njit(nogil=True)
