@@ -93,6 +93,38 @@ def in_key_set(table: Any, key: np.uint64) -> bool:
         s = (s + np.uint64(1)) & mask
     return False
 
+@cached_njit()
+def key_map(keys: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """An open-addressing map, at most half full, from each distinct key of the sorted `keys` (none
+    NO_KEY) to the index of its first occurrence, for `key_index`: rows of (key, index), so that a probe
+    reads one cache line."""
+    size = 16
+    while size < 2 * len(keys):
+        size *= 2
+    table = np.full((size, 2), NO_KEY, np.uint64)
+    mask = np.uint64(size - 1)
+    for k in range(len(keys)):
+        if k and keys[k] == keys[k - 1]:
+            continue
+        s = _slot(keys[k], mask)
+        while table[s, 0] != NO_KEY:
+            s = (s + np.uint64(1)) & mask
+        table[s, 0], table[s, 1] = keys[k], np.uint64(k)
+    return table
+
+
+@cached_njit(_nrt=False)
+def key_index(table: Any, key: np.uint64) -> int:
+    """The index `key_map` holds for `key`, or -1."""
+    mask = np.uint64(len(table) - 1)
+    s = _slot(key, mask)
+    while table[s, 0] != NO_KEY:
+        if table[s, 0] == key:
+            return int(table[s, 1])
+        s = (s + np.uint64(1)) & mask
+    return -1
+
+
 def zone_records(
     inclusion: NDArray[np.bool_], circle: NDArray[np.bool_], bbox: tuple[NDArray[np.float64], ...],
     centre_lat: NDArray[np.float64], centre_lon: NDArray[np.float64], radius_m: NDArray[np.float64],

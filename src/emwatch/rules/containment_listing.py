@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from emwatch.jit import cached_njit
 from emwatch.kernel_threads import part_bounds
-from emwatch.rules.containment_kernel import BAD_CELL, BAD_SOURCE, grown, in_key_set, lower_bound
+from emwatch.rules.containment_kernel import BAD_CELL, BAD_SOURCE, grown, key_index, lower_bound
 
 
 @cached_njit(inline="always")
@@ -33,18 +33,29 @@ def containment_pairs(
     (BAD_*, empty arrays) when the input is bad. Each fix's zones are gathered in `parts` contiguous
     ranges on numba's threads (kernel_threads.py), then packed in fix order."""
     device, subject, fresh, suspect, cell, _, _, ts, _, src = fix_cols
-    (wearable, pair_start, pair_zone, cover_cells, cover_set, cover_zone, shared, zone_jur, ancestors,
+    (wearable, pair_start, pair_zone, cover_cells, cover_map, cover_zone, shared, zone_jur, ancestors,
      default_acc) = registry_cols
     p_subject, p_key, p_ends, p_zone_start, p_zone = permit_cols
     n = len(device)
     # numba turns array expressions of a parallel function into parallel loops of their own: everything
-    # but the two prange loops runs in the serial helpers.
-    code, eligible, near_subject, near_zone = _eligible_and_near(
-        device, subject, fresh, suspect, cell, src, wearable, cover_cells, cover_set, cover_zone, shared,
-        zone_jur, ancestors, len(default_acc), key_cols[0],
-    )
+    # but the prange loops runs in the serial helpers.
+    eligible = np.empty(n, np.bool_)
+    first_cover = np.empty(n, np.int64)
+    bad = np.zeros(parts, np.int64)
+    if parts == 1:  # in this thread: waking numba's pool for one part costs more than it saves
+        bad[0] = _eligible_range(0, n, device, subject, fresh, suspect, cell, src, wearable, cover_map,
+                                 len(default_acc), key_cols[0], eligible, first_cover)
+    else:
+        for p in prange(parts):
+            lo, hi = part_bounds(n, parts, p)
+            bad[p] = _eligible_range(lo, hi, device, subject, fresh, suspect, cell, src, wearable, cover_map,
+                                     len(default_acc), key_cols[0], eligible, first_cover)
+    code = _first_code(bad)  # the first bad fix's, as one pass over all fixes would find it
     if code:
         return _failed(code)
+    near_subject, near_zone, near_touched = _near_pairs(
+        eligible, first_cover, subject, cell, cover_cells, cover_zone, shared, zone_jur, ancestors
+    )
     runs = np.empty((n, _RUNS), np.int64)
     cap = np.empty(n, np.int64)
     touched = 0
@@ -69,8 +80,8 @@ def containment_pairs(
             _fill_pairs(lo, hi, runs, start, pair_zone, near_zone, open_zone, p_zone_start, p_zone, out_zone,
                         count)
     out_fix, n_out = _packed(start, count, out_zone)
-    if touched < 0:  # never (a sum of zone numbers): it keeps the touching loop
-        return _failed(BAD_CELL)
+    if touched < 0 or near_touched < -(1 << 62):  # never (sums of zone numbers, of a few -1s at worst):
+        return _failed(BAD_CELL)  # it keeps the touching loops
     return 0, out_fix, out_zone[:n_out]
 
 
@@ -79,31 +90,53 @@ _RUNS = 7  # per fix: own zones lo, hi; shared zones met lo, hi; open episodes l
 
 
 @cached_njit(nogil=True)
-def _eligible_and_near(
-    device: Any, subject: Any, fresh: Any, suspect: Any, cell: Any, src: Any, wearable: Any, cover_cells: Any,
-    cover_set: Any, cover_zone: Any, shared: Any, zone_jur: Any, ancestors: Any, n_sources: int,
-    resolution: Any,
-) -> tuple[int, Any, Any, Any]:
-    """(0 or BAD_*, eligible fixes, (subject, shared zone) pairs met by the batch, sorted by subject)."""
-    n = len(device)
-    eligible = np.zeros(n, np.bool_)
-    for i in range(n):
+def _eligible_range(
+    lo: int, hi: int, device: Any, subject: Any, fresh: Any, suspect: Any, cell: Any, src: Any, wearable: Any,
+    cover_map: Any, n_sources: int, resolution: Any, eligible: Any, first_cover: Any,
+) -> int:
+    """eligible[i] and first_cover[i] (the fix's cell's first row among the shared zones' cover cells, -1
+    if none) of the fixes lo..hi; 0, or BAD_* for the first bad eligible fix (then the rest are unset)."""
+    for i in range(lo, hi):
         eligible[i] = fresh[i] and not suspect[i] and subject[i] >= 0 and wearable[device[i]]
         if eligible[i]:
             if (cell[i] >> np.uint64(52)) & np.uint64(15) != resolution:
-                return BAD_CELL, eligible, np.empty(0, np.int64), np.empty(0, np.int64)
+                return BAD_CELL
             if src[i] < -n_sources or src[i] >= n_sources:
-                return BAD_SOURCE, eligible, np.empty(0, np.int64), np.empty(0, np.int64)
-    # Shared zones met by any fix of a subject are re-checked on all its fixes (leaving is seen).
+                return BAD_SOURCE
+    for i in range(lo, hi):  # most fixes are in no shared zone's cover: one probe of a hash map says so
+        first_cover[i] = key_index(cover_map, cell[i]) if eligible[i] else -1
+    return 0
+
+
+@cached_njit(nogil=True)
+def _first_code(bad: Any) -> int:
+    for code in bad:
+        if code:
+            return int(code)
+    return 0
+
+
+@cached_njit(nogil=True)
+def _near_pairs(
+    eligible: Any, first_cover: Any, subject: Any, cell: Any, cover_cells: Any, cover_zone: Any, shared: Any,
+    zone_jur: Any, ancestors: Any,
+) -> tuple[Any, Any, int]:
+    """(subject, shared zone) pairs met by the batch, sorted by subject: a shared zone met by any fix of a
+    subject is re-checked on all its fixes (leaving is seen). The int is of no use: it keeps the
+    touching loop."""
+    n = len(eligible)
+    touched = 0  # the subjects' jurisdiction chains, read in one loop so that the misses overlap
+    for i in range(n):
+        if first_cover[i] >= 0:
+            touched += ancestors[subject[i], 0]
     near_subject = np.empty(64, np.int64)
     near_zone = np.empty(64, np.int64)
     n_near = 0
     for i in range(n):
-        # most fixes are in no shared zone's cover: one probe of a hash set says so
-        if not eligible[i] or not in_key_set(cover_set, cell[i]):
+        k = first_cover[i]
+        if k < 0:
             continue
         s = subject[i]
-        k = lower_bound(cover_cells, cell[i], 0, len(cover_cells))
         while k < len(cover_cells) and cover_cells[k] == cell[i]:
             z = cover_zone[k]
             k += 1
@@ -119,7 +152,7 @@ def _eligible_and_near(
                     n_near += 1
                     break
     order = np.argsort(near_subject[:n_near])
-    return 0, eligible, near_subject[:n_near][order], near_zone[:n_near][order]
+    return near_subject[:n_near][order], near_zone[:n_near][order], touched
 
 
 @cached_njit(nogil=True)

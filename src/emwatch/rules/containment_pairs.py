@@ -17,7 +17,7 @@ from emwatch.registry import Registry
 from emwatch.rules.accuracy import DEFAULT_ACCURACY_M, SRC_LBS, accuracy_m, classify
 from emwatch.rules.catalog import CURFEW_VIOLATION, ZONE_ENTRY, ZONE_EXIT
 from emwatch.rules.containment_geometry import NEEDS_CONTAINS, NEEDS_REFERENCE, banded_polygons
-from emwatch.rules.containment_kernel import BAD_CELL, answer_pairs, key_set, zone_records
+from emwatch.rules.containment_kernel import BAD_CELL, answer_pairs, key_map, key_set, zone_records
 from emwatch.rules.containment_listing import containment_pairs
 
 _DIGIT_BITS, _MAX_RES = 3, 15  # geo.cells' H3 layout: compact_cell_key's shift
@@ -57,7 +57,7 @@ class RegistryColumns:
             registry=registry,
             registry_cols=(
                 registry.device_wearable, registry.pair_start, registry.pair_zone, z.cover_cells,
-                key_set(z.cover_cells), z.cover_zone, registry.shared_mask, registry.zone_jurisdiction,
+                key_map(z.cover_cells), z.cover_zone, registry.shared_mask, registry.zone_jurisdiction,
                 registry.subject_ancestors, np.asarray(DEFAULT_ACCURACY_M, dtype=np.float64),
             ),
             permit_cols=(
