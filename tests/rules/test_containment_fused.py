@@ -17,7 +17,7 @@ from emwatch.model import NO_BATT, NO_SEQ, FixBatch, FixColumns, Observations
 from emwatch.registry import DeviceRow, JurisdictionRow, Registry, SubjectRow
 from emwatch.rules.containment import evaluate_containment
 from emwatch.rules.containment_geometry import NEEDS_REFERENCE
-from emwatch.rules.containment_listing import _SAMPLE, _run_end, _sampled_lower_bound
+from emwatch.rules.containment_listing import _SAMPLE, _block_lower_bound, _run_end, _sampled_block
 from emwatch.rules.containment_pairs import answered_pairs, registry_columns
 from emwatch.rules.permits import PERMIT_DESTINATION, PermitRow
 from tests.geo.geo_strategies import LAT0, LON0, county_polygon, points_near, star_polygon
@@ -196,6 +196,6 @@ def test_cells_at_another_resolution_are_refused(world: tuple[Registry, list[Zon
 def test_sampled_search_finds_what_searchsorted_finds(values: list[int], probe: int) -> None:
     """The open-episode search: the first index whose subject is not below the probe, and its run's end."""
     a = np.sort(np.array(values, dtype=np.int32))
-    lo = _sampled_lower_bound(a, a[::_SAMPLE].copy(), probe)
+    lo = _block_lower_bound(a, probe, _sampled_block(a[::_SAMPLE].copy(), probe))
     assert lo == np.searchsorted(a, probe, side="left")
     assert _run_end(a, probe, lo) == np.searchsorted(a, probe, side="right")

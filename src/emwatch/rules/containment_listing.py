@@ -85,7 +85,7 @@ def containment_pairs(
     return 0, out_fix, out_zone[:n_out]
 
 
-_SAMPLE = 32  # open_subject's sampling for _sampled_lower_bound: blocks of two cache lines
+_SAMPLE = 32  # open_subject's sampling for _sampled_block: blocks of two cache lines
 _RUNS = 7  # per fix: own zones lo, hi; shared zones met lo, hi; open episodes lo, hi; permit (-1: none)
 
 
@@ -110,6 +110,7 @@ def _eligible_range(
 
 @cached_njit(nogil=True)
 def _first_code(bad: Any) -> int:
+    """The first nonzero of the parts' codes, or 0."""
     for code in bad:
         if code:
             return int(code)
@@ -172,8 +173,7 @@ def _pair_runs(
     for i in range(lo, hi):
         if eligible[i]:
             s = subject[i]
-            block = runs[i, 4]
-            runs[i, 4] = lower_bound(open_subject, s, block, min(block + _SAMPLE, len(open_subject)))
+            runs[i, 4] = _block_lower_bound(open_subject, s, runs[i, 4])
     for i in range(lo, hi):
         cap[i] = 0
         if not eligible[i]:
@@ -213,16 +213,17 @@ def _run_end(a: Any, v: int, lo: int) -> int:
 @cached_njit(inline="always")
 def _sampled_block(sample: Any, v: int) -> int:
     """Where in a (sampled every _SAMPLE-th into `sample`, a few KB that stay in cache) lower_bound(a, v)
-    lies: in a[lo:lo + _SAMPLE + 1] for the lo returned. A search of that block then waits on one or two
-    cache misses, where a search of all of a (95k open episodes at 700k subjects) waited on six or more."""
+    lies: at lo..lo + _SAMPLE - 1 (or len(a)) for the lo returned. A search of that block then waits on
+    one or two cache misses, where a search of all of a (95k open episodes at 700k subjects) waited on
+    six or more."""
     k = lower_bound(sample, v, 0, len(sample))
     return (k - 1) * _SAMPLE + 1 if k > 0 else 0
 
 
 @cached_njit(inline="always")
-def _sampled_lower_bound(a: Any, sample: Any, v: int) -> int:
-    """lower_bound(a, v) through _sampled_block."""
-    lo = _sampled_block(sample, v)
+def _block_lower_bound(a: Any, v: int, lo: int) -> int:
+    """lower_bound(a, v) within the block _sampled_block found (searching up to lo + _SAMPLE finds len(a)
+    too, when every entry is below v)."""
     return lower_bound(a, v, lo, min(lo + _SAMPLE, len(a)))
 
 
