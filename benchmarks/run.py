@@ -46,6 +46,12 @@ FULL: dict[str, Any] = {
                 "batch-bin": [50_000, 75_000, 100_000, 125_000, 150_000, 200_000],
                 "single": [10_000, 15_000, 20_000, 25_000, 30_000]},
 }
+# The design point end to end (--national): every device of a national fleet, 20 s steps (two reports a
+# device at 70k fixes/s), gateway batches only; the hot path and memory sections are skipped.
+NATIONAL: dict[str, Any] = {
+    "e2e_subjects": 700_000, "step_s": 20.0,
+    "ladders": {"batch-bin": [70_000, 100_000, 150_000], "batch": [70_000, 100_000, 150_000]},
+}
 QUICK: dict[str, Any] = {
     "sizes": [2_000], "postgis_max": 2_000, "batches": 3, "naive": 200, "memory": [2_000],
     "e2e_subjects": 1_000, "step_s": 2.0,
@@ -227,10 +233,20 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true",
                     help="also time the service's registry load from PostgreSQL at 700k subjects"
                          " (benchmarks/startup.py; seeding its cached cluster takes ~20 min the first time)")
+    ap.add_argument("--national", action="store_true",
+                    help="only the end-to-end ladders, at 700k devices (the design point); prints, records"
+                         " nothing")
     ap.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_probe:
         memory_probe(args.memory_probe)
+        return
+    if args.national:
+        workdir = Path(tempfile.mkdtemp(prefix="emwatch-bench-"))
+        try:
+            e2e_section(NATIONAL, workdir / "e2e")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
         return
     cfg = QUICK if args.quick else FULL
     with ExitStack() as stack:
