@@ -25,16 +25,22 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from emwatch.geo.h3_kernel import MAX_RES, cell_index, face_hex2d, hex2d_to_ijk
+from emwatch.geo.h3_kernel import (
+    INV_RES0_U_GNOMONIC,
+    M_PI_180,
+    M_SQRT7,
+    MAX_RES,
+    cell_index,
+    face_hex2d,
+    hex2d_to_ijk,
+)
 from emwatch.jit import cached_njit
 from emwatch.kernel_threads import SERIAL, KernelThreads, part_bounds
 
 # One 32-byte record per device: the anchor, cos of its latitude, the squared reach in degrees, its cell.
 ANCHOR = np.dtype([("lat", "f8"), ("lon", "f8"), ("cos_lat", "f4"), ("reach2", "f4"), ("cell", "u8")])
 
-_D2R = 0.0174532925199432957692369076848861271111  # h3_kernel's degrees-to-radians factor
-_INV_RES0_U_GNOMONIC = 2.61803398874989588842  # res-0 hex grid units per unit of gnomonic distance
-_SQRT7, _SQRT3_2 = math.sqrt(7.0), math.sqrt(3.0) / 2
+_SQRT3_2 = math.sqrt(3.0) / 2
 _CAP = 1e-3  # radians: the longest reach
 _MAX_LAT = 80.0  # degrees: beyond it the degrees distance is too far from the angle
 _SAFETY = 1.02  # the degrees distance's error (≤ 1 %) and float32 storage, with room to spare
@@ -52,9 +58,9 @@ def anchors(n_devices: int) -> NDArray[np.void]:
 def _memo_range(lat_deg: Any, lng_deg: Any, device: Any, res: int, anchor: Any, out: Any, lo: int,
                 hi: int) -> int:
     """Cells of points lo..hi into `out`, each device's anchor read and moved; the number computed."""
-    grid = _INV_RES0_U_GNOMONIC
+    grid = INV_RES0_U_GNOMONIC
     for _ in range(res):
-        grid *= _SQRT7  # res-`res` grid units per unit of gnomonic distance
+        grid *= M_SQRT7  # res-`res` grid units per unit of gnomonic distance
     computed = 0
     for n in range(lo, hi):
         lat, lng, d = lat_deg[n], lng_deg[n], device[n]
@@ -65,7 +71,7 @@ def _memo_range(lat_deg: Any, lng_deg: Any, device: Any, res: int, anchor: Any, 
             if dx * dx + dy * dy < a.reach2 and (a.cell >> np.uint64(52)) & np.uint64(15) == res:
                 out[n] = a.cell
                 continue
-        face, x, y, sqd, sqd2, cos_lat = face_hex2d(lat * _D2R, lng * _D2R, res)
+        face, x, y, sqd, sqd2, cos_lat = face_hex2d(lat * M_PI_180, lng * M_PI_180, res)
         i, j, k = hex2d_to_ijk(x, y)
         h = np.uint64(cell_index(face, i, j, k, res))
         out[n] = h
@@ -79,7 +85,7 @@ def _memo_range(lat_deg: Any, lng_deg: Any, device: Any, res: int, anchor: Any, 
         if h != 0 and hex_margin > 0.0 and cos_far > 0.0 and abs(lat) <= _MAX_LAT and abs(lng) <= 180.0:
             reach = min(hex_margin * cos_far * cos_far / grid, (sqd2 - sqd) / 4 - _FACE_SLACK, _CAP)
             if reach > 0.0:
-                reach2 = (reach / _D2R / _SAFETY) ** 2
+                reach2 = (reach / M_PI_180 / _SAFETY) ** 2
         a = anchor[d]
         a.lat, a.lon, a.cos_lat, a.reach2, a.cell = lat, lng, cos_lat, reach2, h
     return computed

@@ -35,13 +35,13 @@ from emwatch.kernel_threads import SERIAL, KernelThreads, part_bounds
 _helper = numba.njit(nogil=True)
 
 MAX_RES = 15
-_M_PI_180 = 0.0174532925199432957692369076848861271111
+M_PI_180 = 0.0174532925199432957692369076848861271111  # degrees to radians, as the C code writes it
 _M_2PI = 6.28318530717958647692528676655900576839433
 _EPSILON = 0.0000000000000001
-_M_SQRT7 = 2.6457513110645905905016157536392604257102
+M_SQRT7 = 2.6457513110645905905016157536392604257102
 _M_RSIN60 = 1.1547005383792515290182975610039149112953
 _M_AP7_ROT_RADS = 0.333473172251832115336090755351601070065900389
-_INV_RES0_U_GNOMONIC = 2.61803398874989588842
+INV_RES0_U_GNOMONIC = 2.61803398874989588842  # res-0 hex grid units per unit of gnomonic distance
 _H3_INIT = 35184372088831  # mode 0, res 0, base cell 0, all 15 digits 7
 _K_AXES_DIGIT = 1
 
@@ -158,9 +158,9 @@ def face_hex2d(lat: float, lng: float, res: int) -> tuple[int, float, float, flo
     theta = _pos_angle(FACE_AXIS_AZ_I[face] - _pos_angle(az))
     if res % 2 == 1:  # Class III grids are rotated against Class II
         theta = _pos_angle(theta - _M_AP7_ROT_RADS)
-    r = math.tan(r) * _INV_RES0_U_GNOMONIC
+    r = math.tan(r) * INV_RES0_U_GNOMONIC
     for _ in range(res):
-        r *= _M_SQRT7
+        r *= M_SQRT7
     return face, r * math.cos(theta), r * math.sin(theta), sqd, sqd2, cr
 
 
@@ -270,7 +270,7 @@ def cell_index(face: int, i: int, j: int, k: int, res: int) -> int:
 def _cells_into(lat_deg: Any, lng_deg: Any, res: int, out: Any, lo: int, hi: int) -> None:
     """latLngToCell of points lo..hi into `out` (0 where the C code would fail: never for finite input)."""
     for n in range(lo, hi):
-        face, x, y, _, _, _ = face_hex2d(lat_deg[n] * _M_PI_180, lng_deg[n] * _M_PI_180, res)
+        face, x, y, _, _, _ = face_hex2d(lat_deg[n] * M_PI_180, lng_deg[n] * M_PI_180, res)
         i, j, k = hex2d_to_ijk(x, y)
         out[n] = np.uint64(cell_index(face, i, j, k, res))
 
