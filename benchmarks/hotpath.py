@@ -106,7 +106,6 @@ def no_mark(stage: str) -> None:
 def containment_pass(
     engine: RuleEngine, batch: IngestBatch, open_pairs: tuple[NDArray[np.int32], NDArray[np.int32]],
     mark: Callable[[str], None] = no_mark, threads: KernelThreads | None = None,
-    anchor: NDArray[np.void] | None = None,
 ) -> Observations:
     """Containment alone, as `RuleEngine.evaluate` runs it: resolve devices, order by event time, H3
     cells (from each device's cell anchor: geo/cell_memo.py), then `evaluate_containment` (own + shared +
@@ -118,14 +117,13 @@ def containment_pass(
     compiled kernels' split (the engine's own by default)."""
     registry, cols = engine.registry, batch.fixes
     threads = threads or engine.threads
-    anchor = engine.state.cell_anchor if anchor is None else anchor
     device = engine.devices.resolve(cols.device_ids, threads)
     mark("device lookup")
     rows = device_time_order(np.flatnonzero(device >= 0), device, cols.ts)
     mark("event-time order")
     fixes, device = cols.take(rows), device[rows]
     mark("FixColumns.take")
-    cells = memo_cells(fixes.lat, fixes.lon, device, anchor, engine.h3_resolution, threads)
+    cells = memo_cells(fixes.lat, fixes.lon, device, engine.state.cell_anchor, engine.h3_resolution, threads)
     mark("H3 cells")
     fix_batch = FixBatch(
         fixes=fixes, device=device, subject=registry.device_subject[device], cell=cells,
