@@ -37,8 +37,10 @@ class Settings(BaseSettings):
     h3_resolution: int = Field(
         9, ge=0, le=15, description="H3 resolution of stored fix cells and zone index."
     )
+    # A national burst (a county's inclusion zone edited wrongly, a curfew hour) raises tens of thousands
+    # of alerts within a second; a client that is merely busy for that second must not be cut off.
     feed_queue_max: int = Field(
-        10_000, description="Events buffered per WebSocket client; past it the client is closed to resume."
+        100_000, description="Events buffered per WebSocket client; past it the client is closed to resume."
     )
     publish_alerts_mqtt: bool = Field(
         True, description="Also publish alerts on em/v1/alerts/{jur}/{subject}."

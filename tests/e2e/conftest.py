@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import aiomqtt
 import httpx
@@ -183,17 +185,25 @@ async def running_service(
 
 
 class FeedClient:
-    """A WebSocket feed client that keeps only one subject's events."""
+    """A WebSocket feed client that keeps only one subject's events; `frames` counts the events of each
+    text message (an array with `?frames=batch`, one event otherwise)."""
 
     def __init__(self, ws: websockets.ClientConnection, subject: str | None) -> None:
         self.ws, self.subject = ws, subject
+        self.frames: list[int] = []
+        self._unread: deque[dict[str, Any]] = deque()
 
     async def next(self, timeout: float = WAIT_S) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
-            message = orjson.loads(await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic()))
-            if self.subject is None or message["subject_id"] == self.subject:
-                return dict(message)
+            while not self._unread:
+                message = orjson.loads(await asyncio.wait_for(self.ws.recv(), deadline - time.monotonic()))
+                events = message if isinstance(message, list) else [message]
+                self.frames.append(len(events))
+                self._unread.extend(events)
+            event = self._unread.popleft()
+            if self.subject is None or event["subject_id"] == self.subject:
+                return dict(event)
 
     async def expect_silence(self, seconds: float = 0.5) -> None:
         with pytest.raises(TimeoutError):
@@ -203,10 +213,12 @@ class FeedClient:
 
 @asynccontextmanager
 async def feed(
-    service: Service, subject: str | None, since: int | None = None, token: str | None = None
+    service: Service, subject: str | None, since: int | None = None, token: str | None = None,
+    frames: str | None = None,
 ) -> AsyncIterator[FeedClient]:
     """A feed client authenticated as the admin (or with `token`), the token in Sec-WebSocket-Protocol."""
-    url = service.ws_url + (f"?since={since}" if since is not None else "")
+    query = {k: v for k, v in (("since", since), ("frames", frames)) if v is not None}
+    url = service.ws_url + (f"?{urlencode(query)}" if query else "")
     protocols = [websockets.Subprotocol("bearer"), websockets.Subprotocol(token or service.token)]
     async with websockets.connect(url, subprotocols=protocols) as ws:
         yield FeedClient(ws, subject)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from emwatch.feed.hub import AlertFeed, SubscriberOverflow
@@ -57,3 +58,41 @@ async def test_provisional_lifecycle_event_gets_the_next_seq_and_is_handed_on_fo
         [sent] = hub.publish([event(-2)])
         assert [e.seq for e in await sub.next_events()] == [4] == [sent.seq]
     assert renumbered == [(-2, 4)]
+
+
+async def test_a_reader_behind_gets_everything_waiting_in_one_delivery_with_each_events_message() -> None:
+    hub = AlertFeed(last_seq=0)
+    with hub.subscribe() as sub:
+        hub.append([event(0)])
+        hub.append([event(0), event(0)])
+        delivery = await sub.next_delivery()
+        assert [e.seq for e in delivery.events] == [1, 2, 3]
+        assert [orjson.loads(m) for m in delivery.messages] == [e.to_message() for e in delivery.events]
+
+
+async def test_each_event_is_encoded_once_for_all_subscribers() -> None:
+    hub = AlertFeed()
+    with hub.subscribe() as one, hub.subscribe() as two:
+        hub.append([event(0)])
+        first, second = await one.next_delivery(), await two.next_delivery()
+        assert first.messages[0] is second.messages[0]
+
+
+async def test_a_cut_off_reader_learns_it_even_with_deliveries_still_waiting() -> None:
+    hub = AlertFeed(subscriber_max=3)
+    with hub.subscribe() as sub:
+        hub.append([event(0), event(0)])
+        hub.append([event(0), event(0)])  # past the bound
+        with pytest.raises(SubscriberOverflow):
+            await sub.next_delivery()
+
+
+async def test_committed_events_leave_pending_in_seq_order() -> None:
+    hub = AlertFeed(last_seq=0)
+    hub.append([event(0) for _ in range(5)])
+    hub.committed(3)
+    assert [e.seq for e in hub.pending()] == [4, 5]
+    hub.committed(2)  # an older commit report changes nothing
+    assert [e.seq for e in hub.pending()] == [4, 5]
+    hub.committed(5)
+    assert hub.pending() == []

@@ -3,16 +3,35 @@
 The hub is also the feed's only seq allocator (single-writer assumption: one service process per
 database). New events get the next seq in `append` and go out at once, before they are committed; they
 stay in `pending` until the committer reports them durable, so a `?since=` replay finds them there.
+
+Each event is encoded to its wire message once, for every subscriber (a burst of tens of thousands of
+alerts is otherwise encoded again per connected operator).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+import orjson
 
 from emwatch.model import AlertEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Events handed to a subscriber together, in seq order, with each one's wire message (JSON)."""
+
+    events: list[AlertEvent]
+    messages: list[bytes]
+
+    @classmethod
+    def of(cls, events: list[AlertEvent]) -> Delivery:
+        return cls(events, [orjson.dumps(ev.to_message()) for ev in events])
 
 
 class SubscriberOverflow(Exception):
@@ -23,29 +42,43 @@ class Subscription:
     """One subscriber's bounded queue of published events."""
 
     def __init__(self, maxsize: int) -> None:
-        self._queue: asyncio.Queue[list[AlertEvent]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._pending = 0
         self._maxsize = maxsize
         self.overflowed = False
 
-    def offer(self, events: list[AlertEvent]) -> None:
+    def offer(self, delivery: Delivery) -> None:
         if self.overflowed:
             return
-        if self._pending + len(events) > self._maxsize:
+        if self._pending + len(delivery.events) > self._maxsize:
             # Dropping silently would hide an alert; flag it so the reader closes and resumes instead.
             self.overflowed = True
-            self._queue.put_nowait([])
+            self._queue.put_nowait(Delivery([], []))
             return
-        self._pending += len(events)
-        self._queue.put_nowait(events)
+        self._pending += len(delivery.events)
+        self._queue.put_nowait(delivery)
+
+    async def next_delivery(self) -> Delivery:
+        """Wait for the next events (with their messages), in seq order; everything already waiting is
+        handed out at once, so a reader that fell behind catches up in one step."""
+        first = await self._queue.get()
+        if self.overflowed:
+            raise SubscriberOverflow
+        if self._queue.empty():
+            self._pending -= len(first.events)
+            return first
+        parts = [first]
+        while not self._queue.empty():
+            parts.append(self._queue.get_nowait())
+        if self.overflowed:
+            raise SubscriberOverflow
+        events = [ev for p in parts for ev in p.events]
+        self._pending -= len(events)
+        return Delivery(events, [m for p in parts for m in p.messages])
 
     async def next_events(self) -> list[AlertEvent]:
         """Wait for the next events, in seq order."""
-        events = await self._queue.get()
-        if self.overflowed:
-            raise SubscriberOverflow
-        self._pending -= len(events)
-        return events
+        return (await self.next_delivery()).events
 
 
 class AlertFeed:
@@ -55,7 +88,7 @@ class AlertFeed:
         self._subscribers: set[Subscription] = set()
         self._subscriber_max = subscriber_max
         self._held: dict[int, AlertEvent] = {}
-        self._pending: dict[int, AlertEvent] = {}  # published, not yet committed; in seq order
+        self._pending: deque[AlertEvent] = deque()  # published, not yet committed; in seq order
         self.last_seq = last_seq
         # Set by the pipeline: makes a provisional lifecycle event's final seq durable (in seq order).
         self.on_provisional: Callable[[int, AlertEvent], None] | None = None
@@ -70,19 +103,20 @@ class AlertFeed:
         for ev in events:
             self.last_seq += 1
             sequenced = dataclasses.replace(ev, seq=self.last_seq)
-            self._pending[sequenced.seq] = sequenced
+            self._pending.append(sequenced)
             out.append(sequenced)
         self._fan_out(out)
         return out
 
     def committed(self, upto_seq: int) -> None:
         """Events up to `upto_seq` are durable: replay reads them from the database from now on."""
-        for seq in [s for s in self._pending if s <= upto_seq]:
-            del self._pending[seq]
+        pending = self._pending
+        while pending and pending[0].seq <= upto_seq:
+            pending.popleft()
 
     def pending(self) -> list[AlertEvent]:
         """Published but not yet committed events, in seq order (a snapshot)."""
-        return list(self._pending.values())
+        return list(self._pending)
 
     @contextmanager
     def subscribe(self) -> Iterator[Subscription]:
@@ -120,9 +154,10 @@ class AlertFeed:
         return sent
 
     def _fan_out(self, events: list[AlertEvent]) -> None:
-        if events:
+        if events and self._subscribers:
+            delivery = Delivery.of(events)
             for sub in self._subscribers:
-                sub.offer(events)
+                sub.offer(delivery)
 
     @property
     def subscriber_count(self) -> int:
