@@ -72,6 +72,13 @@ class E2EResult:
     subjects: int
     startup_s: float
     steps: list[Step] = field(default_factory=list)
+    # the warm-up's first sightings (each device's first report, many outside a zone): a burst of alerts
+    # that is let clear before the ladders; its size, how long the feed went on after the warm-up step
+    # had drained, and its latencies
+    warmup_alerts: int = 0
+    warmup_clear_s: float = 0.0
+    warmup_latencies_ms: list[float] = field(default_factory=list)
+    feed_resumes: list[int] = field(default_factory=list)  # seqs the feed client resumed after (1013)
 
     def max_sustained(self, shape: str) -> Step | None:
         ok = [s for s in self.steps if s.shape == shape and s.sustained]
@@ -95,17 +102,42 @@ def positions(scene: Scene, path: Path, seed: int = 3) -> None:
     np.savez(path, lon=xy[:, 0], lat=xy[:, 1], probe_in=probe_in, probe_out=probe_out)
 
 
-async def _feed(url: str, protocols: list[str], sink: list[tuple[float, float]], stop: asyncio.Event) -> None:
-    """(received_at, latency_ms) of every alert event on the WebSocket feed."""
+async def _feed(url: str, protocols: list[str], sink: list[tuple[float, float]], stop: asyncio.Event,
+                resumes: list[int]) -> None:
+    """(received_at, latency_ms) of every alert event on the WebSocket feed, taken in arrays
+    (frames=batch); a client cut off for falling behind resumes after the last seq it holds (`resumes`)."""
     offered = [websockets.Subprotocol(p) for p in protocols]
-    async with websockets.connect(url, max_size=None, subprotocols=offered) as ws:
-        while not stop.is_set():
+    last: int | None = None
+    while not stop.is_set():
+        query = "?frames=batch" + (f"&since={last}" if last is not None else "")
+        async with websockets.connect(url + query, max_size=None, subprotocols=offered) as ws:
             try:
-                raw = await asyncio.wait_for(ws.recv(), 0.5)
-            except TimeoutError:
-                continue
-            now = time.time() * 1000
-            sink.append((now, now - orjson.loads(raw)["ts"]))
+                while not stop.is_set():
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), 0.5)
+                    except TimeoutError:
+                        continue
+                    now = time.time() * 1000
+                    events = orjson.loads(raw)
+                    sink.extend((now, now - ev["ts"]) for ev in events)
+                    last = events[-1]["seq"]
+            except websockets.ConnectionClosedError as closed:
+                if closed.rcvd is None or closed.rcvd.code != 1013:
+                    raise
+                resumes.append(last or 0)
+
+
+async def _quiet(feed: list[tuple[float, float]], quiet_s: float, limit_s: float) -> float:
+    """Wait until no alert has arrived for `quiet_s` (at most `limit_s`); the seconds waited."""
+    t0 = time.monotonic()
+    seen, still = len(feed), time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        await asyncio.sleep(0.1)
+        if len(feed) != seen:
+            seen, still = len(feed), time.monotonic()
+        elif time.monotonic() - still >= quiet_s:
+            break
+    return time.monotonic() - t0
 
 
 async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], shape: str, rate: float,
@@ -187,7 +219,8 @@ async def run_e2e(workdir: Path, subjects: int, ladders: dict[str, list[float]],
             feed: list[tuple[float, float]] = []
             stop = asyncio.Event()
             protocols = await svc.feed_subprotocols()
-            feeder = asyncio.create_task(_feed(f"ws://127.0.0.1:{svc.port}/ws/alerts", protocols, feed, stop))
+            feeder = asyncio.create_task(_feed(f"ws://127.0.0.1:{svc.port}/ws/alerts", protocols, feed, stop,
+                                               result.feed_resumes))
             port = int(mqtt.rsplit(":", 1)[1])
             # 60 s: the first batches may wait for numba to compile a kernel the cache lacks
             async with httpx.AsyncClient(timeout=60) as http:
@@ -198,6 +231,10 @@ async def run_e2e(workdir: Path, subjects: int, ladders: dict[str, list[float]],
                 warm = min(subjects / 2, 100_000.0)
                 warm_s = max(2.0, subjects / warm)
                 await _step(svc, http, (port, pos_file), "batch", warm, warm_s, parties, feed, 1)
+                # the first sightings' alerts must not land in the first measured step
+                result.warmup_clear_s = max(0.0, await _quiet(feed, 2.0, 120.0) - 2.0)
+                result.warmup_latencies_ms = [ms for _, ms in feed]
+                result.warmup_alerts = len(feed)
                 for shape, ladder in ladders.items():
                     await asyncio.sleep(2.0)  # let the previous shape's overload drain away
                     for rate in ladder:

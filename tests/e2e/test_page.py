@@ -74,6 +74,43 @@ async def test_operator_sees_a_live_alert_and_acknowledges_it(service: Service) 
     assert {"login", "alert.acknowledge", "alert.evidence.read", "subject.track.read"} <= {r["action"] for r in rows}
 
 
+async def test_a_burst_of_alerts_reaches_the_page_as_one_feed_message_and_lists_every_alert(
+    service: Service,
+) -> None:
+    pairs = [await service.add_subject() for _ in range(12)]
+    username, password = f"page-burst-{secrets.token_hex(3)}", "page-password-1"
+    client = await service.add_user(username, "operator", "j-test", password)
+    await client.aclose()
+
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        frames: list[Any] = []
+        urls: list[str] = []
+
+        def on_socket(ws: Any) -> None:
+            urls.append(ws.url)
+            ws.on("framereceived", lambda payload: frames.append(json.loads(payload)))
+
+        page.on("websocket", on_socket)
+        try:
+            await log_in(page, service.base_url, username, password)
+            await page.wait_for_selector('#feed-state[data-state="live"]')
+            fixes = [{"dev": d, "ts": int(time.time() * 1000), "lat": OUTSIDE[1], "lon": OUTSIDE[0], "acc": 8.0}
+                     for _, d in pairs]
+            await service.publish_raw("em/v1/gateways/gw-page/batch", json.dumps(fixes).encode())
+            for subject, _ in pairs:
+                await page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="open"]').wait_for()
+        finally:
+            await browser.close()
+    assert problems == []
+    assert len(urls) == 1 and "frames=batch" in urls[0]
+    burst = [f for f in frames if isinstance(f, list) and {e["subject_id"] for e in f} & {s for s, _ in pairs}]
+    assert [len(f) for f in burst] == [12]  # one message for the batch's twelve alerts
+
+
 # Chromium's own pushManager.subscribe() registers with Google's push service (GCM/FCM) over the internet,
 # which these tests must not reach. So the page's PushManager.subscribe/getSubscription are replaced by a
 # stand-in that records the options the page passed and answers with a subscription of the tests' loopback

@@ -5,6 +5,7 @@ const S = {
   access: null, refresh: sessionStorage.getItem("emwatch.refresh"), user: null,
   lastSeq: null, ws: null, retry: 0, alerts: new Map(), subjects: new Map(), markers: new Map(),
   map: null, zones: null, track: null, selected: null, pollTimer: null, stopped: true,
+  inbox: Promise.resolve(), rules: new Set(),
 };
 const $ = (id) => document.getElementById(id);
 const SEVERITY_COLOUR = { critical: "#c62828", serious: "#ef6c00", warning: "#f9a825" };
@@ -120,21 +121,23 @@ async function loadPositions() {
   }
 }
 
-// The feed: the token travels as a subprotocol; after a drop we resume from the last seq we saw.
+// The feed: the token travels as a subprotocol; after a drop we resume from the last seq we saw. Events
+// come in arrays (frames=batch): a burst of alerts is one message and one redraw.
 function connect() {
   if (S.stopped) return;
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const since = S.lastSeq === null ? "" : `?since=${S.lastSeq}`;
-  const ws = new WebSocket(`${proto}://${location.host}/ws/alerts${since}`, ["bearer", S.access]);
+  const since = S.lastSeq === null ? "" : `&since=${S.lastSeq}`;
+  const ws = new WebSocket(`${proto}://${location.host}/ws/alerts?frames=batch${since}`, ["bearer", S.access]);
   S.ws = ws;
   ws.onopen = async () => {
     S.retry = 0;
     setFeedState("live");
     // Subscribed first, then the history: anything committed in between arrives twice and merges by id.
-    if (S.lastSeq === null) (await api("/api/alerts?limit=500")).forEach((a) => upsertAlert(a, false));
+    if (S.lastSeq === null) (await api("/api/alerts?limit=500")).forEach((a) => upsertAlert(a, null));
     render();
   };
-  ws.onmessage = (m) => onEvent(JSON.parse(m.data));
+  // One message at a time, in order: applying one may wait for an alert fetched from the API.
+  ws.onmessage = (m) => { S.inbox = S.inbox.then(() => onEvents(JSON.parse(m.data))).catch(console.error); };
   ws.onclose = async (e) => {
     if (S.ws !== ws || S.stopped) return;
     setFeedState("reconnecting");
@@ -146,19 +149,28 @@ function connect() {
 
 function setFeedState(state) { $("feed-state").dataset.state = state; $("feed-state").textContent = state; }
 
-async function onEvent(ev) {
+async function onEvents(events) {
+  const news = { sound: false, positions: false };
+  for (const ev of events) await applyEvent(ev, news);
+  render();
+  if (news.sound) beep();  // once per message, however many critical alerts it brought
+  if (news.positions) loadPositions().catch(() => {});  // subjects that had no position when the page loaded
+  if (events.some((ev) => ev.id === S.selected)) select(S.selected);
+}
+
+async function applyEvent(ev, news) {
   S.lastSeq = ev.seq;
   let a = S.alerts.get(ev.id);
   if (!a && ev.type !== "alert") {
     // An action on an alert we have not loaded (older than the list): fetch it.
     (await api(`/api/alerts?subject_id=${encodeURIComponent(ev.subject_id)}&limit=50`))
-      .forEach((x) => upsertAlert(x, false));
+      .forEach((x) => upsertAlert(x, null));
     a = S.alerts.get(ev.id);
   }
   if (ev.type === "alert") {
     a = upsertAlert({ id: ev.id, rule: ev.rule, subject_id: ev.subject_id, jurisdiction_id: ev.jurisdiction_id,
       severity: ev.severity, status: "open", lifecycle: "open", opened_at: new Date(ev.ts).toISOString(),
-      lat: ev.lat, lon: ev.lon, zone_id: ev.zone_id, device_id: ev.device_id, escalation_level: 0 }, true);
+      lat: ev.lat, lon: ev.lon, zone_id: ev.zone_id, device_id: ev.device_id, escalation_level: 0 }, news);
   } else if (a) {
     if (ev.type === "cleared") { a.status = "cleared"; a.cleared_at = new Date(ev.ts).toISOString(); }
     if (ev.type === "revised" && ev.data) {  // late fixes moved the episode's event-time start/end
@@ -167,29 +179,35 @@ async function onEvent(ev) {
     }
     if (ev.type === "acknowledged" && a.lifecycle === "open") a.lifecycle = "acknowledged";
     if (ev.type === "resolved") a.lifecycle = "resolved";
-    if (ev.type === "escalated") { a.escalation_level = (a.escalation_level || 0) + 1; cue(a); }
+    if (ev.type === "escalated") { a.escalation_level = (a.escalation_level || 0) + 1; cue(a, news); }
   }
   if (ev.lat !== null && ev.lat !== undefined) {
     if (S.markers.has(ev.subject_id)) S.markers.get(ev.subject_id).setLatLng([ev.lat, ev.lon]);
-    else loadPositions().catch(() => {});  // a subject that had no position when the page loaded
+    else news.positions = true;
   }
-  render();
-  if (S.selected === ev.id) select(ev.id);
 }
 
-function upsertAlert(a, live) {
+// `news` (from the feed): a new alert is cued; null when loaded from the API.
+function upsertAlert(a, news) {
   const had = S.alerts.get(a.id);
   const merged = { ...(had || {}), ...a };
   S.alerts.set(a.id, merged);
-  fillSelect($("f-rule"), [...new Set([...S.alerts.values()].map((x) => x.rule))].sort().map((r) => [r, r]));
-  if (live && !had) cue(merged);
+  if (!S.rules.has(merged.rule)) {
+    S.rules.add(merged.rule);
+    fillSelect($("f-rule"), [...S.rules].sort().map((r) => [r, r]));
+  }
+  if (news && !had) cue(merged, news);
   return merged;
 }
 
 // Sound and a flash for critical alerts: an operator may be looking at another screen.
-function cue(a) {
+function cue(a, news) {
   if (a.severity !== "critical") return;
   a.flash = true;
+  news.sound = true;
+}
+
+function beep() {
   try {
     const ctx = new AudioContext(), osc = ctx.createOscillator();
     osc.frequency.value = 880; osc.connect(ctx.destination); osc.start(); osc.stop(ctx.currentTime + 0.3);
