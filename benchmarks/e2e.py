@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +19,13 @@ import psutil
 import websockets
 from infra import Service, cpu_seconds, private_mosquitto, private_postgres, process_tree, seed
 from scene import Scene, build_scene
+from startup import scene_key
 
+from emwatch.store.db import migrate
+
+SCENE_SEED = 11
+SEEDED_ROOT = Path(".emwatch/e2e-pg")
+TEMPLATE_MIN_SUBJECTS = 100_000  # from here a seeded cluster is kept and copied (cp -a: seconds)
 PROBE_EVERY = 200  # one device in 200 flips in and out of its own exclusion zone: every fix of it alerts
 LOADGEN = Path(__file__).with_name("loadgen.py")
 
@@ -203,15 +211,39 @@ def _rss(p: psutil.Process) -> int:
         return 0
 
 
+async def _seeded_template(scene: Scene, subjects: int) -> Path | None:
+    """For a large scene, a stopped cluster seeded with it once (minutes at 700k) and kept under
+    .emwatch/e2e-pg for later runs to copy; None for small scenes (seeded afresh each run)."""
+    if subjects < TEMPLATE_MIN_SUBJECTS:
+        return None
+    key = scene_key(subjects, SCENE_SEED)
+    template, done = SEEDED_ROOT / key, SEEDED_ROOT / f"{key}.seeded"
+    if not done.exists():
+        await asyncio.to_thread(_forget_templates, subjects)  # other scene versions, or a half-seeded one
+        with private_postgres(template) as (dsn, _pid):
+            await seed(dsn, scene)
+        done.touch()
+    return template
+
+
+def _forget_templates(subjects: int) -> None:
+    for stale in SEEDED_ROOT.glob(f"{subjects}-*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+
+
 async def run_e2e(workdir: Path, subjects: int, ladders: dict[str, list[float]], seconds: float,
                   procs_n: int = 2, log: Callable[[object], None] = print, uvloop: bool = False) -> E2EResult:
     """Seed, start the service, then climb each shape's rate ladder until a step is not sustained."""
-    scene = build_scene(subjects, seed=11)
+    scene = build_scene(subjects, seed=SCENE_SEED)
     pos_file = workdir / "positions.npz"
     positions(scene, pos_file)
+    seeded = await _seeded_template(scene, subjects)
+    if seeded is not None:
+        copy = ["cp", "-a", str(seeded), str(workdir / "pg")]  # -a: the cluster's owner too
+        await asyncio.to_thread(subprocess.run, copy, check=True)
     with private_postgres(workdir / "pg") as (dsn, pg_pid), \
             private_mosquitto(workdir / "mqtt") as (mqtt, mq_pid):
-        await seed(dsn, scene)
+        await (migrate(dsn) if seeded is not None else seed(dsn, scene))
         svc = Service(dsn, mqtt, workdir, uvloop=uvloop)
         try:
             startup = await svc.ready()

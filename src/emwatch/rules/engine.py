@@ -24,11 +24,12 @@ from emwatch.rules.containment_pairs import registry_columns
 from emwatch.rules.curfew import curfew_checks, subject_bracelets
 from emwatch.rules.device_events import evaluate_device_events
 from emwatch.rules.device_lookup import DeviceLookup
+from emwatch.rules.fix_history import FixHistory
 from emwatch.rules.movement import anomaly_checks, suspect_fixes
 from emwatch.rules.pair_rounds import device_groups, rounds
 from emwatch.rules.pair_state import PairState
 from emwatch.rules.proximity import ProximityConfig, evaluate_proximity
-from emwatch.rules.reorder import FixHistory, late_checks
+from emwatch.rules.reorder import late_checks
 from emwatch.rules.separation import SeparationConfig, evaluate_separation, separation_tick
 from emwatch.rules.signal import heard_from, signal_checks, silence_limits_ms
 
@@ -101,7 +102,7 @@ class RuleEngine:
         self.h3_resolution = self.config.h3_resolution
         self.threads = KernelThreads(self.config.kernel_threads)
         check_pool(self.threads)
-        self.history = FixHistory(int(self.config.reorder_horizon_s * 1000))
+        self.history = FixHistory(int(self.config.reorder_horizon_s * 1000), self.h3_resolution)
         self._install(registry, DeviceState(len(registry.device_ids)))
         separation = self.config.separation
         self.pairs = PairState(  # separation and proximity state, carried by id on reload

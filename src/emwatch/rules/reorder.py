@@ -1,24 +1,22 @@
 """Late fixes inside the reorder horizon: each device's recent fixes are kept, so that a late fix can be
 replayed in event-time order together with every fix of its device since (see docs/rules.md).
 
-In-order batches cost one chunk reference each (no copy); only batches with late fixes pay for a scan.
+Every batch adds one packed chunk (rules/fix_history.py); only batches with late fixes search it.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emwatch.model import FixBatch, FixColumns, Observations
+from emwatch.model import FixBatch, Observations
 from emwatch.registry import Registry
 from emwatch.rules.containment import evaluate_containment
+from emwatch.rules.fix_history import FixHistory, FixRows
 
 NO_SPAN = np.iinfo(np.int64).min  # a late row judged on its own (beyond the horizon)
-NEVER = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,90 +43,6 @@ def take_rows(obs: Observations, rows: NDArray[np.intp]) -> Observations:
         obs.subject[rows], obs.rule[rows], obs.zone[rows], obs.device[rows], obs.ts[rows], obs.lat[rows],
         obs.lon[rows], obs.breach[rows], obs.confirmed[rows], detail=moved or None,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class FixRows:
-    """The columns a replay needs, one row per fix (device numbers of the current registry)."""
-
-    # Typed loosely: the columns are handled generically (take, concat) by their field names.
-    device: NDArray[Any]  # int32
-    ts: NDArray[Any]  # int64
-    lat: NDArray[Any]
-    lon: NDArray[Any]
-    acc: NDArray[Any]  # float32
-    src: NDArray[Any]  # int8
-    cell: NDArray[Any]  # uint64
-    suspect: NDArray[Any]  # bool
-
-    @classmethod
-    def of(cls, batch: FixBatch, rows: NDArray[np.intp] | None = None) -> FixRows:
-        f = batch.fixes
-        cols = (batch.device, f.ts, f.lat, f.lon, f.acc, f.src, batch.cell, batch.suspect)
-        return cls(*cols) if rows is None else cls(*(c[rows] for c in cols))
-
-    def take(self, rows: NDArray[np.intp]) -> FixRows:
-        return FixRows(*(getattr(self, n)[rows] for n in FixRows.__slots__))
-
-    @staticmethod
-    def concat(parts: list[FixRows]) -> FixRows:
-        return FixRows(*(np.concatenate([getattr(p, n) for p in parts]) for n in FixRows.__slots__))
-
-    def batch(self, device_ids: list[str], device_subject: NDArray[np.int32]) -> FixBatch:
-        """As a batch of fresh fixes (a replay judges every one of them)."""
-        n = len(self.ts)
-        fixes = FixColumns(
-            [device_ids[d] for d in self.device.tolist()], self.ts, self.lat, self.lon, self.acc, self.src,
-            np.full(n, -1, np.int16), np.zeros(n, np.int64),
-        )
-        subject = device_subject[self.device]
-        return FixBatch(fixes, self.device, subject, self.cell, np.ones(n, bool), self.suspect)
-
-
-class FixHistory:
-    """Every device's fixes of the last `horizon_ms` (by the newest fix seen), in arrival chunks."""
-
-    def __init__(self, horizon_ms: int) -> None:
-        self.horizon_ms = horizon_ms
-        self._chunks: deque[tuple[int, FixRows]] = deque()  # (newest ts in the chunk, rows)
-        self._newest = NEVER
-        self.forgotten = NEVER  # newest ts of any fix already dropped: a replay must start after it
-
-    def add(self, rows: FixRows) -> None:
-        if len(rows.ts) == 0:
-            return
-        newest = int(rows.ts.max())
-        self._chunks.append((newest, rows))
-        self._newest = max(self._newest, newest)
-        while self._chunks and self._chunks[0][0] < self._newest - self.horizon_ms:
-            self.forgotten = max(self.forgotten, self._chunks.popleft()[0])
-
-    def since(self, devices: NDArray[np.int32], start: NDArray[np.int64]) -> FixRows:
-        """Kept fixes of `devices` (sorted, unique) no older than each one's `start`."""
-        parts = []
-        for _, rows in self._chunks:
-            at = np.minimum(np.searchsorted(devices, rows.device), len(devices) - 1)
-            keep = (devices[at] == rows.device) & (rows.ts >= start[at])
-            if keep.any():
-                parts.append(rows.take(np.flatnonzero(keep)))
-        return FixRows.concat(parts) if parts else FixRows.concat([_EMPTY])
-
-    def remap(self, new_of_old: NDArray[np.int32]) -> None:
-        """Carry the kept fixes over to a new registry's device numbering (unknown devices dropped)."""
-        chunks: deque[tuple[int, FixRows]] = deque()
-        for newest, rows in self._chunks:
-            device = new_of_old[rows.device]
-            keep = np.flatnonzero(device >= 0)
-            moved = rows.take(keep)
-            rest = (getattr(moved, n) for n in FixRows.__slots__[1:])
-            chunks.append((newest, FixRows(device[keep], *rest)))
-        self._chunks = chunks
-
-
-_EMPTY = FixRows(
-    np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, np.float32),
-    np.empty(0, np.int8), np.empty(0, np.uint64), np.empty(0, bool),
-)
 
 
 def late_checks(
