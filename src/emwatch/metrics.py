@@ -22,6 +22,10 @@ BATCH_SECONDS = Histogram(
 )
 QUEUE_DEPTH = Gauge("emwatch_batch_queue_depth", "Batches waiting for evaluation")
 FEED_SUBSCRIBERS = Gauge("emwatch_feed_subscribers", "Connected WebSocket feed clients")
+REORDER_HISTORY_FIXES = Gauge(
+    "emwatch_reorder_history_fixes", "Fixes kept for late-fix replays (the reorder horizon's)"
+)
+REORDER_HISTORY_BYTES = Gauge("emwatch_reorder_history_bytes", "Bytes of the kept fixes' packed columns")
 REGISTRY_RELOADS = Counter("emwatch_registry_reloads_total", "Registry snapshots rebuilt from the database")
 
 

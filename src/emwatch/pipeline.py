@@ -298,6 +298,8 @@ class Pipeline:
         # Late fixes may also move the bounds of alerts already raised: `revised` events, after the alerts.
         revisions = [((k.subject_id, k.rule, k.zone_id), r) for k, r in self.episodes.take_revisions()]
         write = PendingWrite(evaluation, receipts=list(batch.receipts), connection=batch.connection)
+        metrics.REORDER_HISTORY_FIXES.set(self.engine.history.fixes)
+        metrics.REORDER_HISTORY_BYTES.set(self.engine.history.nbytes)
         return await self._publish(alerts, write, revisions)
 
     async def _tick_forever(self) -> None:

@@ -40,3 +40,16 @@ async def test_metrics_count_what_the_pipeline_did(service: Service) -> None:
                  "emwatch_batch_processing_seconds_bucket", 'emwatch_fixes_invalid_total{reason="invalid"}',
                  'emwatch_alert_events_total{rule="zone_exit",type="alert"}', "emwatch_batch_queue_depth"):
         assert name in text, name
+
+
+async def test_metrics_show_the_late_fix_history_the_service_keeps(service: Service) -> None:
+    _, device = await service.add_subject()
+    await service.publish_fix(device, *OUTSIDE)
+    await service.drain()
+    text = (await service.http.get("/metrics")).text
+    value = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+             if line.startswith("emwatch_reorder_history_")}
+    history = service.pipeline.engine.history if service.pipeline.engine else None
+    assert history is not None and history.fixes >= 1
+    assert value["emwatch_reorder_history_fixes"] == history.fixes
+    assert value["emwatch_reorder_history_bytes"] == history.nbytes == 22 * history.fixes  # packed
