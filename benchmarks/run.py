@@ -29,7 +29,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import numpy as np
 import psutil
 from e2e import E2EResult, run_e2e
 from hotpath import HotpathResult, built, run_hotpath
@@ -182,11 +181,12 @@ def e2e_section(cfg: dict[str, Any], workdir: Path) -> E2EResult:
                   s.cpu["postgres"], s.cpu["publishers"], s.cpu_us_per_fix.get("service"),
                   s.cpu_us_per_fix.get("postgres"), s.rss_mb.get("service")] for s in result.steps]))
     print(f"service ready in {result.startup_s:.1f} s with {result.subjects:,} subjects")
-    if result.warmup_alerts:
-        p50, p99, top = (float(np.percentile(result.warmup_latencies_ms, q)) for q in (50, 99, 100))
-        print(f"warm-up burst: {result.warmup_alerts:,} first-sighting alerts, fix->WebSocket p50 / p99 / max"
-              f" {p50:,.0f} / {p99:,.0f} / {top:,.0f} ms; the feed went quiet {result.warmup_clear_s:.1f} s"
-              " after the warm-up had drained")
+    if (burst := result.burst) is not None and burst.latencies_ms:
+        print(f"alert burst (the warm-up's second report of every device, {burst.target:,.0f} fixes/s):"
+              f" {len(burst.latencies_ms):,} alerts, fix->WebSocket p50 / p95 / p99 / max"
+              f" {burst.percentile(50):,.0f} / {burst.percentile(95):,.0f} / {burst.percentile(99):,.0f} /"
+              f" {burst.percentile(100):,.0f} ms; the feed went quiet {result.burst_quiet_s:.1f} s after the"
+              " step had drained")
     if result.feed_resumes:
         print(f"the feed client was cut off {len(result.feed_resumes)} times (1013) and resumed after seqs "
               f"{result.feed_resumes}")
