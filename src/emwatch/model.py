@@ -172,6 +172,15 @@ class AlertEvent:
     late: bool = False  # found in fixes that arrived after newer ones (buffered while out of coverage)
     data: dict[str, Any] | None = None  # the rule's evidence (separation score, distances), if any
 
+    def numbered(self, *, seq: int | None = None, alert_id: int | None = None) -> AlertEvent:
+        """This event with its feed seq and/or alert id. A burst numbers tens of thousands of events:
+        built positionally, a third of what dataclasses.replace costs."""
+        return AlertEvent(
+            self.type, self.rule, self.subject_id, self.jurisdiction_id, self.device_id, self.zone_id,
+            self.ts, self.lat, self.lon, self.severity, self.seq if seq is None else seq,
+            self.alert_id if alert_id is None else alert_id, self.confidence, self.late, self.data,
+        )
+
     def to_message(self) -> dict[str, Any]:
         """The wire shape on the WebSocket feed and MQTT alert topic (docs/protocol.md)."""
         return {

@@ -11,7 +11,6 @@ alerts is otherwise encoded again per connected operator).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,7 +101,7 @@ class AlertFeed:
         out: list[AlertEvent] = []
         for ev in events:
             self.last_seq += 1
-            sequenced = dataclasses.replace(ev, seq=self.last_seq)
+            sequenced = ev.numbered(seq=self.last_seq)
             self._pending.append(sequenced)
             out.append(sequenced)
         self._fan_out(out)

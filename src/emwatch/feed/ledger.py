@@ -122,7 +122,7 @@ class AlertLedger:
             else:
                 alert_id = ev.alert_id
             self._remember(key, ev, alert_id)
-            out.append(dataclasses.replace(ev, alert_id=alert_id))
+            out.append(ev.numbered(alert_id=alert_id))
         self._forget_old()
         return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
@@ -64,7 +63,7 @@ class Recipient:
 
 def payload_of(ev: AlertEvent, seq: int, alert_id: int) -> dict[str, Any]:
     """What every channel carries: the feed's wire shape (docs/protocol.md) of the committed event."""
-    return dataclasses.replace(ev, seq=seq, alert_id=alert_id).to_message()
+    return ev.numbered(seq=seq, alert_id=alert_id).to_message()
 
 
 def quiet_until(at: datetime, start: time | None, end: time | None, tz: str | None) -> datetime | None:
