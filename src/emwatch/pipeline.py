@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 
 from emwatch import metrics
 from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.alerts.timeline import Revision
-from emwatch.feed.hub import AlertFeed
+from emwatch.feed.hub import AlertFeed, Delivery
 from emwatch.feed.ledger import AlertLedger, EpisodeKey
 from emwatch.heap import release_free_heap
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
@@ -324,9 +323,10 @@ class Pipeline:
         await self.writes.wait_for_room(write.fixes)  # back-pressure: blocks while the buffer is full
         # No await from here to `put`: seqs enter the write buffer in the order they were given, so the
         # committed events are always a prefix of the published ones (feed replay relies on it).
-        write.alerts = self.feed.append(admitted)
+        delivery = self.feed.append(admitted)
+        write.alerts = delivery.events
         self.writes.put(write)
-        await self._publish_alerts_mqtt(write.alerts)
+        await self._publish_alerts_mqtt(delivery)
         return write.alerts
 
     async def _late_on_record(self, alerts: list[AlertEvent]) -> set[tuple[str, str, str]]:
@@ -360,14 +360,14 @@ class Pipeline:
         """A lifecycle event got its feed seq: the renumbering joins the writes in that seq order."""
         self.writes.put(PendingWrite(renumber=(provisional, final.seq)))
 
-    async def _publish_alerts_mqtt(self, events: list[AlertEvent]) -> None:
+    async def _publish_alerts_mqtt(self, delivery: Delivery) -> None:
         client = self._client
-        if not events or client is None or not self.settings.publish_alerts_mqtt:
+        if not delivery.events or client is None or not self.settings.publish_alerts_mqtt:
             return
-        for ev in events:
-            topic = f"{self.settings.topic_prefix}/alerts/{ev.jurisdiction_id}/{ev.subject_id}"
+        prefix = self.settings.topic_prefix
+        for ev, message in zip(delivery.events, delivery.messages, strict=True):
             # a copy, best effort: the alert is on the feed already and stored soon
-            await client.publish(topic, orjson.dumps(ev.to_message()))
+            await client.publish(f"{prefix}/alerts/{ev.jurisdiction_id}/{ev.subject_id}", message)
 
 
 def _count(evaluation: Evaluation, stored: int) -> None:

@@ -43,7 +43,8 @@ async def test_appended_events_get_the_next_seqs_go_out_at_once_and_stay_pending
     hub = AlertFeed(last_seq=7)
     with hub.subscribe() as sub:
         sent = hub.append([event(0), event(0)])
-        assert [e.seq for e in sent] == [8, 9]
+        assert [e.seq for e in sent.events] == [8, 9]
+        assert [orjson.loads(m) for m in sent.messages] == [e.to_message() for e in sent.events]
         assert [e.seq for e in await sub.next_events()] == [8, 9]
     assert [e.seq for e in hub.pending()] == [8, 9]
     hub.committed(8)

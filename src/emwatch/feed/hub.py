@@ -96,16 +96,18 @@ class AlertFeed:
         """Continue after the highest seq stored (called once the database has been read)."""
         self.last_seq = max(self.last_seq, committed_max)
 
-    def append(self, events: list[AlertEvent]) -> list[AlertEvent]:
-        """Give new events the next seqs, publish them now and keep them pending until committed."""
+    def append(self, events: list[AlertEvent]) -> Delivery:
+        """Give new events the next seqs, publish them now and keep them pending until committed; returns
+        them with their wire messages (the MQTT copy sends the same bytes)."""
         out: list[AlertEvent] = []
         for ev in events:
             self.last_seq += 1
             sequenced = ev.numbered(seq=self.last_seq)
             self._pending.append(sequenced)
             out.append(sequenced)
-        self._fan_out(out)
-        return out
+        delivery = Delivery.of(out)
+        self._fan_out(delivery)
+        return delivery
 
     def committed(self, upto_seq: int) -> None:
         """Events up to `upto_seq` are durable: replay reads them from the database from now on."""
@@ -139,7 +141,7 @@ class AlertFeed:
             if ev.seq < 0:
                 if self.on_provisional is None:
                     raise RuntimeError("no committer attached to renumber lifecycle events")
-                [final] = self.append([ev])
+                [final] = self.append([ev]).events
                 self.on_provisional(ev.seq, final)
                 sent.append(final)
             elif ev.seq > self.last_seq:
@@ -149,12 +151,12 @@ class AlertFeed:
         while (nxt := self._held.pop(self.last_seq + 1, None)) is not None:
             ready.append(nxt)
             self.last_seq = nxt.seq
-        self._fan_out(ready)
+        if ready:
+            self._fan_out(Delivery.of(ready))
         return sent
 
-    def _fan_out(self, events: list[AlertEvent]) -> None:
-        if events and self._subscribers:
-            delivery = Delivery.of(events)
+    def _fan_out(self, delivery: Delivery) -> None:
+        if delivery.events:
             for sub in self._subscribers:
                 sub.offer(delivery)
 
