@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import time
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_RECEIVED = Counter("emwatch_mqtt_messages_received_total", "MQTT messages received")
@@ -27,6 +31,23 @@ REORDER_HISTORY_FIXES = Gauge(
 )
 REORDER_HISTORY_BYTES = Gauge("emwatch_reorder_history_bytes", "Bytes of the kept fixes' packed columns")
 REGISTRY_RELOADS = Counter("emwatch_registry_reloads_total", "Registry snapshots rebuilt from the database")
+
+
+GC_PAUSE = Histogram(
+    "emwatch_gc_pause_seconds", "Pauses of Python's cyclic garbage collector (the event loop stands still)",
+    ["generation"], buckets=(0.0001, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+_gc_started = [0.0]
+
+
+def _time_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.perf_counter()
+    else:
+        GC_PAUSE.labels(str(info["generation"])).observe(time.perf_counter() - _gc_started[0])
+
+
+gc.callbacks.append(_time_gc)
 
 
 def dead_letter_reason_label(reason: str) -> str:

@@ -24,7 +24,7 @@ from emwatch.alerts.episodes import Debounce, EpisodeBook
 from emwatch.alerts.timeline import Revision
 from emwatch.feed.hub import AlertFeed, Delivery
 from emwatch.feed.ledger import AlertLedger, EpisodeKey
-from emwatch.heap import release_free_heap
+from emwatch.heap import freeze_long_lived, release_free_heap, thaw_long_lived
 from emwatch.ingest.batcher import BatchBuilder, IngestBatch
 from emwatch.ingest.decode import MessageDecoder
 from emwatch.ingest.source import BrokerLink, consume_forever
@@ -190,6 +190,7 @@ class Pipeline:
     async def _load(self) -> None:
         # Clear the flag before reading: a NOTIFY that arrives while we read must trigger another load.
         self._config_dirty = False
+        thaw_long_lived()  # the snapshot being replaced goes back to the collector
         # At the first load each device's newest fix is read while the registry loads: PostgreSQL finds
         # them (~11 s for 700k devices: RESULTS.md session 10) while the service parses zones.
         first = self.engine is None or self.episodes is None
@@ -212,6 +213,7 @@ class Pipeline:
             self.engine.replace_registry(registry)
             self.episodes.rebind(registry)
         release_free_heap()  # the rows just parsed are garbage now
+        freeze_long_lived()  # and what stays is scanned by no collection until the next load
         metrics.REGISTRY_RELOADS.inc()
         log.info("registry loaded: %d devices, %d subjects, %d zones",
                  len(registry.device_ids), len(registry.subject_ids), len(registry.zones.zones))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 
 import orjson
@@ -53,3 +54,12 @@ async def test_metrics_show_the_late_fix_history_the_service_keeps(service: Serv
     assert history is not None and history.fixes >= 1
     assert value["emwatch_reorder_history_fixes"] == history.fixes
     assert value["emwatch_reorder_history_bytes"] == history.nbytes == 22 * history.fixes  # packed
+
+
+async def test_the_rule_state_is_kept_out_of_the_collector_and_its_pauses_are_measured(service: Service) -> None:
+    assert gc.get_freeze_count() > 0  # frozen after the registry load
+    gc.collect()
+    text = (await service.http.get("/metrics")).text
+    count = next(float(line.split(" ")[1]) for line in text.splitlines()
+                 if line.startswith('emwatch_gc_pause_seconds_count{generation="2"}'))
+    assert count >= 1
