@@ -8,6 +8,7 @@ import secrets
 
 import orjson
 
+from emwatch.heap import STEADY_GC_THRESHOLDS
 from emwatch.ingest.mqtt import make_client
 from tests.e2e.conftest import OUTSIDE, Service, now_ms
 
@@ -58,6 +59,7 @@ async def test_metrics_show_the_late_fix_history_the_service_keeps(service: Serv
 
 async def test_the_rule_state_is_kept_out_of_the_collector_and_its_pauses_are_measured(service: Service) -> None:
     assert gc.get_freeze_count() > 0  # frozen after the registry load
+    assert gc.get_threshold() == STEADY_GC_THRESHOLDS
     gc.collect()
     text = (await service.http.get("/metrics")).text
     count = next(float(line.split(" ")[1]) for line in text.splitlines()
