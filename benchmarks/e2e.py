@@ -48,7 +48,9 @@ class Step:
     # share of the step (publishing + drain) the service's writers spent in write transactions, less their
     # waits for the transaction before (up to the number of writers, store/committer.py)
     committer_busy: float | None = None
-    # the same per phase of a transaction (encode, queue, fixes, rows, turn, alerts, commit), waits included
+    # the same per phase of a transaction (encode, queue, fixes, rows, turn, alerts, commit), waits included;
+    # and the share of the step the service's GC stood still per generation (gc0, gc1, gc2), and how
+    # many collections (gc0_n ...)
     commit_phases: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -187,7 +189,9 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
     per_fix["publishers"] = round(sum(r["cpu_s"] for r in reports) / max(published, 1) * 1e6, 2)
     committer_busy = round((await svc.counter(http, "emwatch_commit_seconds_sum") - commit0) / busy, 2)
     phases1 = await _commit_phases(svc, http)
-    phases = {k: round((v - phases0.get(k, 0.0)) / busy, 3) for k, v in phases1.items()}
+    # shares of the step's time, but the GC's pause counts as they are
+    phases = {k: round((v - phases0.get(k, 0.0)) / (1.0 if k.endswith("_n") else busy), 3)
+              for k, v in phases1.items()}
     lat = [ms for _, ms in feed[feed_from:]]
     pub_s = max(r["seconds"] for r in reports)
     return Step(label or shape, rate, published, int(stored_end - stored0), pub_s, backlog_end, drain_s, lat,
@@ -195,9 +199,17 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
 
 
 async def _commit_phases(svc: Service, http: httpx.AsyncClient) -> dict[str, float]:
-    """Seconds the service's write transactions spent in each phase so far (emwatch_commit_phase_seconds)."""
+    """Seconds the service's write transactions spent in each phase so far (emwatch_commit_phase_seconds),
+    and its garbage collector's pauses (`gc<generation>`: seconds, `gc<generation>_n`: how many)."""
     text = (await http.get(f"{svc.base}/metrics")).text
-    prefix = 'emwatch_commit_phase_seconds_total{phase="'
+    found = _by_label(text, 'emwatch_commit_phase_seconds_total{phase="')
+    found |= {f"gc{k}": v for k, v in _by_label(text, 'emwatch_gc_pause_seconds_sum{generation="').items()}
+    counts = _by_label(text, 'emwatch_gc_pause_seconds_count{generation="')
+    found |= {f"gc{k}_n": v for k, v in counts.items()}
+    return found
+
+
+def _by_label(text: str, prefix: str) -> dict[str, float]:
     return {line[len(prefix):].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines() if line.startswith(prefix)}
 
