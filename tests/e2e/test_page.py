@@ -8,7 +8,8 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,38 +35,48 @@ async def log_in(page: Any, base_url: str, username: str, password: str, path: s
     await page.click("#login-button")
 
 
-async def test_operator_sees_a_live_alert_and_acknowledges_it(service: Service) -> None:
-    await service.ensure_jurisdiction()
-    subject, device = await service.add_subject()
-    username, password = f"page-op-{secrets.token_hex(3)}", "page-password-1"
-    client = await service.add_user(username, "operator", "j-test", password)
-    await client.aclose()
+OPERATOR_PASSWORD = "page-password-1"
 
+
+@asynccontextmanager
+async def operator_page(service: Service, prefix: str) -> AsyncIterator[tuple[Any, str, list[str]]]:
+    """A new operator of j-test and a Chromium page, not logged in yet: (page, username, the page's
+    uncaught errors, which the caller asserts empty after the block)."""
+    username = f"{prefix}-{secrets.token_hex(3)}"
+    client = await service.add_user(username, "operator", "j-test", OPERATOR_PASSWORD)
+    await client.aclose()
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = await browser.new_page(viewport={"width": 1400, "height": 900})
         problems: list[str] = []
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         try:
-            await log_in(page, service.base_url, username, password)
-            await page.wait_for_selector('#feed-state[data-state="live"]')
-            assert username in await page.inner_text("#who")
-
-            await service.publish_fix(device, *OUTSIDE)  # over MQTT, like a bracelet
-            item = page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="open"]')
-            await item.wait_for()
-            assert await item.get_attribute("data-severity") == "critical"
-            await item.click()
-            await page.wait_for_selector("#detail:not([hidden])")
-            await page.click("#ack")
-            await page.wait_for_selector("#ack:disabled")  # the alert is no longer open
-            await page.select_option("#f-lifecycle", "acknowledged")
-            await page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="acknowledged"]').wait_for()
-            assert "acknowledged" in await page.inner_text("#detail-facts")
-            ARTIFACTS.mkdir(exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "page-acknowledged.png"), full_page=True)
+            yield page, username, problems
         finally:
             await browser.close()
+
+
+async def test_operator_sees_a_live_alert_and_acknowledges_it(service: Service) -> None:
+    await service.ensure_jurisdiction()
+    subject, device = await service.add_subject()
+    async with operator_page(service, "page-op") as (page, username, problems):
+        await log_in(page, service.base_url, username, OPERATOR_PASSWORD)
+        await page.wait_for_selector('#feed-state[data-state="live"]')
+        assert username in await page.inner_text("#who")
+
+        await service.publish_fix(device, *OUTSIDE)  # over MQTT, like a bracelet
+        item = page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="open"]')
+        await item.wait_for()
+        assert await item.get_attribute("data-severity") == "critical"
+        await item.click()
+        await page.wait_for_selector("#detail:not([hidden])")
+        await page.click("#ack")
+        await page.wait_for_selector("#ack:disabled")  # the alert is no longer open
+        await page.select_option("#f-lifecycle", "acknowledged")
+        await page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="acknowledged"]').wait_for()
+        assert "acknowledged" in await page.inner_text("#detail-facts")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "page-acknowledged.png"), full_page=True)
     assert problems == []
 
     (alert,) = (await service.http.get("/api/alerts", params={"subject_id": subject, "rule": "zone_exit"})).json()
@@ -78,15 +89,7 @@ async def test_a_burst_of_alerts_reaches_the_page_as_one_feed_message_and_lists_
     service: Service,
 ) -> None:
     pairs = [await service.add_subject() for _ in range(12)]
-    username, password = f"page-burst-{secrets.token_hex(3)}", "page-password-1"
-    client = await service.add_user(username, "operator", "j-test", password)
-    await client.aclose()
-
-    async with playwright_api.async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = await browser.new_page(viewport={"width": 1400, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
+    async with operator_page(service, "page-burst") as (page, username, problems):
         frames: list[Any] = []
         urls: list[str] = []
 
@@ -95,16 +98,13 @@ async def test_a_burst_of_alerts_reaches_the_page_as_one_feed_message_and_lists_
             ws.on("framereceived", lambda payload: frames.append(json.loads(payload)))
 
         page.on("websocket", on_socket)
-        try:
-            await log_in(page, service.base_url, username, password)
-            await page.wait_for_selector('#feed-state[data-state="live"]')
-            fixes = [{"dev": d, "ts": int(time.time() * 1000), "lat": OUTSIDE[1], "lon": OUTSIDE[0], "acc": 8.0}
-                     for _, d in pairs]
-            await service.publish_raw("em/v1/gateways/gw-page/batch", json.dumps(fixes).encode())
-            for subject, _ in pairs:
-                await page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="open"]').wait_for()
-        finally:
-            await browser.close()
+        await log_in(page, service.base_url, username, OPERATOR_PASSWORD)
+        await page.wait_for_selector('#feed-state[data-state="live"]')
+        fixes = [{"dev": d, "ts": int(time.time() * 1000), "lat": OUTSIDE[1], "lon": OUTSIDE[0], "acc": 8.0}
+                 for _, d in pairs]
+        await service.publish_raw("em/v1/gateways/gw-page/batch", json.dumps(fixes).encode())
+        for subject, _ in pairs:
+            await page.locator(f'#alerts li[data-subject-id="{subject}"][data-lifecycle="open"]').wait_for()
     assert problems == []
     assert len(urls) == 1 and "frames=batch" in urls[0]
     burst = [f for f in frames if isinstance(f, list) and {e["subject_id"] for e in f} & {s for s, _ in pairs}]
