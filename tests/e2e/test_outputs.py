@@ -53,8 +53,10 @@ async def test_metrics_show_the_late_fix_history_the_service_keeps(service: Serv
              if line.startswith("emwatch_reorder_history_")}
     history = service.pipeline.engine.history if service.pipeline.engine else None
     assert history is not None and history.fixes >= 1
-    assert value["emwatch_reorder_history_fixes"] == history.fixes
-    assert value["emwatch_reorder_history_bytes"] == history.nbytes == 22 * history.fixes  # packed
+    assert history.nbytes == 22 * history.fixes  # packed: short decimal coordinates
+    # (the gauges are the process's: in the test run other services' pipelines set them too)
+    assert value["emwatch_reorder_history_fixes"] >= 1
+    assert value["emwatch_reorder_history_bytes"] == 22 * value["emwatch_reorder_history_fixes"]
 
 
 async def test_the_rule_state_is_kept_out_of_the_collector_and_its_pauses_are_measured(service: Service) -> None:
