@@ -53,10 +53,12 @@ async def test_metrics_show_the_late_fix_history_the_service_keeps(service: Serv
              if line.startswith("emwatch_reorder_history_")}
     history = service.pipeline.engine.history if service.pipeline.engine else None
     assert history is not None and history.fixes >= 1
-    assert history.nbytes == 22 * history.fixes  # packed: short decimal coordinates
-    # (the gauges are the process's: in the test run other services' pipelines set them too)
-    assert value["emwatch_reorder_history_fixes"] >= 1
-    assert value["emwatch_reorder_history_bytes"] == 22 * value["emwatch_reorder_history_fixes"]
+    # Packed: 22 bytes a fix, up to 34 in chunks that keep doubles or 64-bit times (other tests' fixes).
+    assert 22 * history.fixes <= history.nbytes <= 34 * history.fixes
+    # The gauges are the process's, and every service running in the test process hears every fix (one
+    # broker): whichever pipeline evaluated last set them, so they are checked for sense, not identity.
+    fixes, nbytes = value["emwatch_reorder_history_fixes"], value["emwatch_reorder_history_bytes"]
+    assert fixes >= 1 and 22 * fixes <= nbytes <= 34 * fixes
 
 
 async def test_the_rule_state_is_kept_out_of_the_collector_and_its_pauses_are_measured(service: Service) -> None:
