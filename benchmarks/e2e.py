@@ -153,7 +153,7 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
                 procs_n: int, label: str | None = None) -> Step:
     stored0 = await svc.counter(http, "emwatch_fixes_stored_total")
     commit0 = await svc.counter(http, "emwatch_commit_seconds_sum")
-    phases0 = await _commit_phases(svc, http)
+    phases0 = await _service_counters(svc, http)
     cpu0 = {k: cpu_seconds(v) for k, v in parties.items()}
     feed_from = len(feed)
     t0 = time.monotonic()
@@ -188,7 +188,7 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
     per_fix = {k: round(s / drained * 1e6, 2) for k, s in used.items()}
     per_fix["publishers"] = round(sum(r["cpu_s"] for r in reports) / max(published, 1) * 1e6, 2)
     committer_busy = round((await svc.counter(http, "emwatch_commit_seconds_sum") - commit0) / busy, 2)
-    phases1 = await _commit_phases(svc, http)
+    phases1 = await _service_counters(svc, http)
     # shares of the step's time, but the GC's pause counts as they are
     phases = {k: round((v - phases0.get(k, 0.0)) / (1.0 if k.endswith("_n") else busy), 3)
               for k, v in phases1.items()}
@@ -198,9 +198,10 @@ async def _step(svc: Service, http: httpx.AsyncClient, ports: tuple[int, Path], 
                 cpu, {k: round(v) for k, v in rss.items()}, per_fix, committer_busy, phases)
 
 
-async def _commit_phases(svc: Service, http: httpx.AsyncClient) -> dict[str, float]:
-    """Seconds the service's write transactions spent in each phase so far (emwatch_commit_phase_seconds),
-    and its garbage collector's pauses (`gc<generation>`: seconds, `gc<generation>_n`: how many)."""
+async def _service_counters(svc: Service, http: httpx.AsyncClient) -> dict[str, float]:
+    """The service's counters behind a step's `commit_phases`: seconds its write transactions spent in
+    each phase so far (emwatch_commit_phase_seconds), and its garbage collector's pauses
+    (`gc<generation>`: seconds, `gc<generation>_n`: how many)."""
     text = (await http.get(f"{svc.base}/metrics")).text
     found = _by_label(text, 'emwatch_commit_phase_seconds_total{phase="')
     found |= {f"gc{k}": v for k, v in _by_label(text, 'emwatch_gc_pause_seconds_sum{generation="').items()}

@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.datastructures import QueryParams
 
 from emwatch import metrics
 from emwatch.api.auth import Principal, audit, bearer_from_headers, principal_from_token
@@ -46,10 +45,10 @@ async def alert_feed(websocket: WebSocket) -> None:
     # Echo `bearer`, or a browser drops the connection.
     subprotocol = "bearer" if offered[0] == "bearer" else None
     refusal: tuple[int, str] | None = None
-    batched = _batched_frames(websocket.query_params)
+    frames = websocket.query_params.get("frames", "single")
     if raw_since is not None and not (raw_since.isdigit() and len(raw_since) < 19):
         refusal = (1008, "since must be a non-negative integer seq")
-    elif batched is None:
+    elif frames not in ("single", "batch"):
         refusal = (1008, "frames must be 'single' or 'batch'")
     else:
         try:
@@ -63,13 +62,12 @@ async def alert_feed(websocket: WebSocket) -> None:
     # Subscribe before accepting, and so before reading history or recording the connection: whatever
     # is published from the moment the client is connected is buffered, then de-duplicated by seq; what
     # was published before (committed or not) is in the database or in `pending`.
-    assert batched is not None
     with svc.feed.subscribe() as sub:
         pending, live_from = svc.feed.pending(), svc.feed.last_seq
         await websocket.accept(subprotocol=subprotocol)
         await audit(svc, user, "feed.connect", None, None, since=raw_since)
         metrics.FEED_SUBSCRIBERS.inc()
-        send = _sender(websocket, batched)
+        send = _sender(websocket, batched=frames == "batch")
         try:
             last = int(raw_since) if raw_since is not None else live_from
             if raw_since is not None:
@@ -110,12 +108,6 @@ async def alert_feed(websocket: WebSocket) -> None:
             pass
         finally:
             metrics.FEED_SUBSCRIBERS.dec()
-
-
-def _batched_frames(query: QueryParams) -> bool | None:
-    """`frames=batch`: True; `frames=single` or none: False; anything else: None (refused)."""
-    frames = query.get("frames", "single")
-    return {"single": False, "batch": True}.get(frames)
 
 
 def _visible(delivery: Delivery, user: Principal, after_seq: int) -> list[bytes]:
